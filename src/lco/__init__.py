@@ -1,0 +1,63 @@
+"""lco — stable RL post-training of LLMs with Logits Convex Optimization (LCO).
+
+The public objective API (pure functions of tensors; equation numbers refer to
+"Stabilizing Policy Optimization via Logits Convexity"):
+
+>>> import lco
+>>> z_star = lco.optimal_logits(old_logits, advantages, beta=1.0)       # eq. 7
+>>> loss = lco.lco_kld(logits, old_logits, advantages, beta=1.0, mask=m)  # eq. 10
+"""
+
+from .advantages import (
+    NORMALIZATIONS,
+    dpo_advantages,
+    gae,
+    group_advantages,
+    logprob_advantages,
+    normalize_advantages,
+    sparse_advantages,
+)
+from .objectives import (
+    aggregate,
+    cispo_loss,
+    generalized_jsd_loss,
+    gspo_loss,
+    gspo_sequence_log_ratio,
+    lco_kld,
+    lco_lch,
+    lco_mse,
+    optimal_log_policy,
+    optimal_logits,
+    ppo_clip_loss,
+    reinforce_loss,
+    reverse_kl_loss,
+    sft_loss,
+    value_loss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NORMALIZATIONS",
+    "aggregate",
+    "cispo_loss",
+    "dpo_advantages",
+    "gae",
+    "generalized_jsd_loss",
+    "group_advantages",
+    "gspo_loss",
+    "gspo_sequence_log_ratio",
+    "lco_kld",
+    "lco_lch",
+    "lco_mse",
+    "logprob_advantages",
+    "normalize_advantages",
+    "optimal_log_policy",
+    "optimal_logits",
+    "ppo_clip_loss",
+    "reinforce_loss",
+    "reverse_kl_loss",
+    "sft_loss",
+    "sparse_advantages",
+    "value_loss",
+]

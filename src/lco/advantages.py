@@ -1,0 +1,156 @@
+"""Advantage estimators (paper §4.2) and their per-step normalisation (§4.4).
+
+All are pure functions of tensors. A dense advantage has the logits' shape ``[..., V]``;
+a token advantage has the token shape ``[...]`` and refers to the sampled action only.
+
+- :func:`sparse_advantages` — sampled-action sparse estimate, eq. (11).
+- :func:`logprob_advantages` — log-probability dense estimate, eq. (12).
+- :func:`dpo_advantages` — DPO log-ratio dense estimate, eq. (13) (the paper's default).
+- :func:`normalize_advantages` — per-step centring over the vocabulary, §4.4.
+- :func:`group_advantages` — sequence rewards → advantages (GRPO / RLOO / batch baselines).
+- :func:`gae` — generalised advantage estimation for PPO with a critic.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .objectives.validation import check_actions, check_choice, check_finite, check_same_shape
+
+NORMALIZATIONS = ("mean", "mean_std", "none")
+
+
+def sparse_advantages(token_advantages: torch.Tensor, actions: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Â(s_t, a') = A(s_t, a_t) if a' = a_t else 0 (eq. 11), as a dense ``[..., V]`` fp32 tensor.
+
+    Args:
+        token_advantages: A(s_t, a_t) for the sampled action, ``[...]``.
+        actions: the sampled token ids a_t, ``[...]`` (integer).
+        vocab_size: |V|.
+    """
+    if not isinstance(vocab_size, int) or vocab_size <= 0:
+        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    if token_advantages.shape != actions.shape:
+        raise ValueError(
+            f"token_advantages has shape {tuple(token_advantages.shape)} but actions has "
+            f"{tuple(actions.shape)}; they must match"
+        )
+    check_actions(actions, vocab_size)
+    check_finite("token_advantages", token_advantages)
+    dense = torch.zeros(*actions.shape, vocab_size, dtype=torch.float32, device=actions.device)
+    return dense.scatter_(-1, actions.unsqueeze(-1).long(), token_advantages.float().unsqueeze(-1))
+
+
+def normalize_advantages(advantages: torch.Tensor, mode: str = "mean", eps: float = 1e-6) -> torch.Tensor:
+    """Per-step normalisation over the vocabulary axis (§4.4).
+
+    ``"mean"`` subtracts the mean over V so that (1/|V|)·Σ_a A = 0, which makes z* of eq. (7)
+    the shift with the tightest convergence bound (Props. 4.8/4.9: argmin_C ‖A + C‖).
+    ``"mean_std"`` also divides by the standard deviation over V; ``"none"`` leaves A as is.
+    π* of eq. (6), hence LCO-KLD, is unchanged by the centring; LCO-MSE/LCH are not.
+    """
+    check_choice("mode", mode, NORMALIZATIONS)
+    adv = advantages.float()
+    if mode == "none":
+        return adv
+    centred = adv - adv.mean(-1, keepdim=True)
+    if mode == "mean":
+        return centred
+    return centred / (centred.std(-1, keepdim=True, unbiased=False) + eps)
+
+
+def logprob_advantages(logits: torch.Tensor) -> torch.Tensor:
+    """A(s_t, a) := log φ(a|s_t) = Q − V (eq. 12), for every token a of the vocabulary."""
+    check_finite("logits", logits)
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def dpo_advantages(dpo_logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """A(s_t, a) := log φ_DPO(a|s_t) − log φ_ref(a|s_t) (eq. 13), for every token a.
+
+    Args:
+        dpo_logits: logits of the DPO-trained reward model φ_DPO, ``[..., V]``.
+        ref_logits: logits of its reference model φ_ref, ``[..., V]``.
+    """
+    check_same_shape("ref_logits", ref_logits, "dpo_logits", dpo_logits)
+    check_finite("dpo_logits", dpo_logits)
+    check_finite("ref_logits", ref_logits)
+    return torch.log_softmax(dpo_logits.float(), dim=-1) - torch.log_softmax(ref_logits.float(), dim=-1)
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    baseline: str = "mean",
+    scale: str = "std",
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """Sequence rewards → sequence advantages with a per-group baseline.
+
+    ``rewards`` is ``[N]`` with the ``group_size`` completions of one prompt contiguous (TRL's
+    layout). ``baseline``: ``"mean"`` (GRPO), ``"leave_one_out"`` (RLOO / REINFORCE with a
+    leave-one-out baseline) or ``"none"``. ``scale``: ``"std"`` (GRPO; divide by the group std +
+    eps) or ``"none"`` (Dr. GRPO). With ``group_size == 1`` use ``"batch"`` scaling instead:
+    the baseline and scale are then taken over the whole batch.
+    """
+    check_choice("baseline", baseline, ("mean", "leave_one_out", "none"))
+    check_choice("scale", scale, ("std", "none", "batch"))
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D [N], got shape {tuple(rewards.shape)}")
+    if group_size <= 0 or rewards.numel() % group_size:
+        raise ValueError(
+            f"group_size={group_size} must be positive and divide the number of rewards {rewards.numel()}"
+        )
+    check_finite("rewards", rewards)
+    r = rewards.float()
+    if scale == "batch":
+        return (
+            (r - r.mean()) / (r.std(unbiased=False) + eps)
+            if baseline != "none"
+            else r / (r.std(unbiased=False) + eps)
+        )
+    grouped = r.view(-1, group_size)
+    if baseline == "mean":
+        adv = grouped - grouped.mean(-1, keepdim=True)
+    elif baseline == "leave_one_out":
+        if group_size < 2:
+            raise ValueError("baseline='leave_one_out' needs group_size >= 2")
+        adv = grouped - (grouped.sum(-1, keepdim=True) - grouped) / (group_size - 1)
+    else:
+        adv = grouped
+    if scale == "std":
+        adv = adv / (grouped.std(-1, keepdim=True) + eps)
+    return adv.reshape(-1)
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al., 2015b) for token-level PPO.
+
+    δ_t = r_t + γ·V_{t+1} − V_t,  Â_t = δ_t + γλ·Â_{t+1},  returns R_t = Â_t + V_t,
+    with V and Â zero past the last valid token of each row. ``rewards``, ``values``
+    and ``mask`` are ``[B, T]``; the defaults γ = 1, λ = 0.95 are TRL's former PPOTrainer's
+    (``PPOConfig.gamma``/``lam`` in TRL 0.x). Returns ``(advantages, returns)``.
+    """
+    check_same_shape("values", values, "rewards", rewards)
+    if mask is None:
+        mask = torch.ones_like(rewards, dtype=torch.bool)
+    check_same_shape("mask", mask, "rewards", rewards)
+    check_finite("rewards", rewards)
+    check_finite("values", values)
+    m = mask.float()
+    r, v = rewards.float() * m, values.float() * m
+    T = r.shape[-1]
+    adv = torch.zeros_like(r)
+    last = torch.zeros_like(r[..., 0])
+    for t in reversed(range(T)):
+        next_v = v[..., t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = r[..., t] + gamma * next_v - v[..., t]
+        last = (delta + gamma * lam * last) * m[..., t]
+        adv[..., t] = last
+    return adv, adv + v

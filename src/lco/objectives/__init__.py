@@ -1,0 +1,66 @@
+"""Objectives: pure functions of tensors, each with its equation number in the paper.
+
+- :mod:`.targets` — z* and π* (eqs. 6–7)
+- :mod:`.lco` — LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10)
+- :mod:`.policy_gradient` — SFT, PPO, DAPO, REINFORCE, GSPO, CISPO, value loss
+- :mod:`.distill` — MiniLLM reverse KL, GKD generalised JSD
+- :mod:`.reduction` — the GRPO-family aggregations over tokens
+"""
+
+from .distill import generalized_jsd_loss, reverse_kl_loss
+from .lco import (
+    LCO_LOSSES,
+    LogitLoss,
+    lco_kld,
+    lco_kld_logit_grad,
+    lco_kld_per_token,
+    lco_lch,
+    lco_lch_logit_grad,
+    lco_lch_per_token,
+    lco_mse,
+    lco_mse_logit_grad,
+    lco_mse_per_token,
+    log_cosh,
+)
+from .policy_gradient import (
+    cispo_loss,
+    gspo_loss,
+    gspo_sequence_log_ratio,
+    ppo_clip_loss,
+    ppo_clip_per_token,
+    reinforce_loss,
+    sft_loss,
+    value_loss,
+)
+from .reduction import AGGREGATIONS, aggregate, masked_mean
+from .targets import optimal_log_policy, optimal_logits
+
+__all__ = [
+    "AGGREGATIONS",
+    "LCO_LOSSES",
+    "LogitLoss",
+    "aggregate",
+    "cispo_loss",
+    "generalized_jsd_loss",
+    "gspo_loss",
+    "gspo_sequence_log_ratio",
+    "lco_kld",
+    "lco_kld_logit_grad",
+    "lco_kld_per_token",
+    "lco_lch",
+    "lco_lch_logit_grad",
+    "lco_lch_per_token",
+    "lco_mse",
+    "lco_mse_logit_grad",
+    "lco_mse_per_token",
+    "log_cosh",
+    "masked_mean",
+    "optimal_log_policy",
+    "optimal_logits",
+    "ppo_clip_loss",
+    "ppo_clip_per_token",
+    "reinforce_loss",
+    "reverse_kl_loss",
+    "sft_loss",
+    "value_loss",
+]
