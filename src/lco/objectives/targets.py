@@ -32,7 +32,15 @@ def optimal_logits(old_logits: torch.Tensor, advantages: torch.Tensor, beta: flo
         beta: the KL weight β > 0 of eq. (2).
     """
     z_old, adv, beta = _checked_fp32(old_logits, advantages, beta)
-    return z_old + adv / beta
+    z_star = z_old + adv / beta
+    # A finite β can still overflow A/β in fp32 (β = 1e-40 is "positive and finite"); an inf in z*
+    # would turn every loss into NaN, so name the culprit here instead.
+    if not bool(torch.isfinite(z_star).all()):
+        raise ValueError(
+            f"beta={beta!r} is too small: z* = z_old + A/β overflows fp32 for advantages up to "
+            f"{float(adv.abs().max()):.3g}"
+        )
+    return z_star
 
 
 def optimal_log_policy(old_logits: torch.Tensor, advantages: torch.Tensor, beta: float) -> torch.Tensor:

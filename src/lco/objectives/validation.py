@@ -7,6 +7,8 @@ inside a matmul or a silent NaN in the loss.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -16,7 +18,8 @@ def check_beta(beta: float) -> float:
         if beta.numel() != 1:
             raise ValueError(f"beta must be a scalar, got a tensor of shape {tuple(beta.shape)}")
         beta = float(beta)
-    if not isinstance(beta, (int, float)) or not (beta > 0) or beta == float("inf"):
+    # numbers.Real admits numpy scalars (e.g. a β read from an array); bool is an int but never a β.
+    if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not (0 < beta < float("inf")):
         raise ValueError(f"beta must be a positive finite number (the KL weight β of eq. 2), got {beta!r}")
     return float(beta)
 
