@@ -25,6 +25,23 @@ def _check_token_inputs(mask, **tensors: torch.Tensor) -> None:
     check_mask(mask, ref.shape)
 
 
+def _broadcast_advantages(advantages: torch.Tensor, logps: torch.Tensor, name: str) -> torch.Tensor:
+    """A per token ``[B, T]``, or one per sequence as ``[B, 1]`` or ``[B]`` (TRL's layout), as ``[B, T]``.
+
+    A bare ``expand_as`` would broadcast a ``[B]`` tensor along T — silently wrong when B == T.
+    """
+    if advantages.dim() == logps.dim() - 1:
+        advantages = advantages.unsqueeze(-1)
+    per_sequence = logps.shape[:-1] + (1,)
+    if advantages.shape != logps.shape and advantages.shape != per_sequence:
+        raise ValueError(
+            f"{name} has shape {tuple(advantages.shape)} but logps has {tuple(logps.shape)}; pass one "
+            f"advantage per token {tuple(logps.shape)} or per sequence {tuple(logps.shape[:-1])} / "
+            f"{tuple(per_sequence)}"
+        )
+    return advantages.expand_as(logps)
+
+
 def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """L_SFT = −E_t[log π_θ(a_t|s_t)] (eq. 1). Logit gradient π_θ − e_{a_t} (eq. 4).
 
@@ -72,12 +89,12 @@ def ppo_clip_loss(
     """PPO's clipped surrogate L_PPO (eq. 3), aggregated over the masked tokens.
 
     Its logit gradient in the active region is A/π_old·π_θ(a_t)·(π_θ − e_{a_t}) (eq. 5) and its
-    logit Hessian (eq. 40) is indefinite (Lemma 4.5). ``token_advantages`` may be ``[B, T]`` or
-    ``[B, 1]`` (one advantage per sequence, broadcast over tokens).
+    logit Hessian (eq. 40) is indefinite (Lemma 4.5). ``token_advantages`` may be ``[B, T]``, or
+    ``[B, 1]`` / ``[B]`` (one advantage per sequence, broadcast over tokens).
     """
     if eps_low < 0 or eps_high < 0:
         raise ValueError(f"eps_low and eps_high must be >= 0, got {eps_low}, {eps_high}")
-    token_advantages = token_advantages.expand_as(logps)
+    token_advantages = _broadcast_advantages(token_advantages, logps, "token_advantages")
     _check_token_inputs(mask, logps=logps, old_logps=old_logps, token_advantages=token_advantages)
     per_token = ppo_clip_per_token(logps, old_logps, token_advantages, eps_low, eps_high)
     return aggregate(per_token, mask, aggregation, max_completion_length)
@@ -88,14 +105,18 @@ def reinforce_loss(
     token_advantages: torch.Tensor,
     mask: torch.Tensor | None = None,
     aggregation: str = "token_mean",
+    max_completion_length: int | None = None,
 ) -> torch.Tensor:
     """REINFORCE (Williams, 1992): −E_t[A·log π_θ(a_t|s_t)], A fixed (a baseline is already in A).
 
     Build A with :func:`lco.group_advantages` (``baseline="leave_one_out"`` for RLOO).
+    ``token_advantages`` is ``[B, T]``, ``[B, 1]`` or ``[B]``; ``max_completion_length`` is needed
+    by the ``"constant"`` aggregation only.
     """
-    token_advantages = token_advantages.expand_as(logps)
+    token_advantages = _broadcast_advantages(token_advantages, logps, "token_advantages")
     _check_token_inputs(mask, logps=logps, token_advantages=token_advantages)
-    return aggregate(-token_advantages.detach().float() * logps.float(), mask, aggregation)
+    per_token = -token_advantages.detach().float() * logps.float()
+    return aggregate(per_token, mask, aggregation, max_completion_length)
 
 
 def gspo_sequence_log_ratio(
@@ -128,6 +149,16 @@ def gspo_loss(
 
     The default ε's are the GSPO paper's (3e-4 / 4e-4); ``sequence_advantages`` is ``[B]`` or ``[B, 1]``.
     """
+    if eps_low < 0 or eps_high < 0:
+        raise ValueError(f"eps_low and eps_high must be >= 0, got {eps_low}, {eps_high}")
+    if logps.dim() != 2:
+        raise ValueError(f"logps must be [B, T] for GSPO, got shape {tuple(logps.shape)}")
+    if sequence_advantages.shape not in ((logps.shape[0],), (logps.shape[0], 1)):
+        raise ValueError(
+            f"sequence_advantages has shape {tuple(sequence_advantages.shape)} but GSPO needs one advantage "
+            f"per sequence, ({logps.shape[0]},) or ({logps.shape[0]}, 1)"
+        )
+    check_finite("sequence_advantages", sequence_advantages)
     log_s = gspo_sequence_log_ratio(logps, old_logps, mask)
     adv = sequence_advantages.float().reshape(-1, 1).expand_as(log_s)
     ratio = torch.exp(log_s)
@@ -146,7 +177,9 @@ def cispo_loss(
 
     Clips the importance weight, not the update, so no token drops out of the gradient.
     """
-    token_advantages = token_advantages.expand_as(logps)
+    if not eps_high > 0:  # a weight capped at ≤ 0 would flip or kill every update
+        raise ValueError(f"eps_high must be > 0 (the cap on the importance weight), got {eps_high}")
+    token_advantages = _broadcast_advantages(token_advantages, logps, "token_advantages")
     _check_token_inputs(mask, logps=logps, old_logps=old_logps, token_advantages=token_advantages)
     weight = torch.clamp(torch.exp(logps.float() - old_logps.float()), max=eps_high).detach()
     return aggregate(-weight * token_advantages.float() * logps.float(), mask, "token_mean")
@@ -163,6 +196,8 @@ def value_loss(
 
     ε_v = 0.2 is TRL's former ``PPOConfig.cliprange_value``.
     """
+    if not clip_range_value >= 0:
+        raise ValueError(f"clip_range_value must be >= 0, got {clip_range_value}")
     _check_token_inputs(mask, values=values, old_values=old_values, returns=returns)
     v, v_old, ret = values.float(), old_values.float().detach(), returns.float().detach()
     v_clipped = v_old + torch.clamp(v - v_old, -clip_range_value, clip_range_value)
