@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_choice
+from .validation import check_choice, check_mask
 
 AGGREGATIONS = ("token_mean", "sequence_mean", "constant")
 
@@ -36,6 +36,8 @@ def aggregate(
       normaliser, which removes the bias toward long wrong answers.
     """
     check_choice("mode", mode, AGGREGATIONS)
+    # A [B] mask against [B, T] losses would broadcast along T — silently wrong when B == T.
+    check_mask(mask, per_token.shape)
     if mask is None:
         mask = torch.ones_like(per_token, dtype=torch.bool)
     weights = mask.to(per_token.dtype)
