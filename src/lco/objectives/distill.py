@@ -19,8 +19,8 @@ def _log_probs(student_logits, teacher_logits, temperature: float, mask):
     check_mask(mask, student_logits.shape[:-1])
     check_finite("student_logits", student_logits)
     check_finite("teacher_logits", teacher_logits)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < temperature < math.inf:  # written so that NaN fails too
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
     log_s = torch.log_softmax(student_logits.float() / temperature, dim=-1)
     log_t = torch.log_softmax(teacher_logits.float().detach() / temperature, dim=-1)
     return log_s, log_t
