@@ -101,23 +101,26 @@ def group_advantages(
         raise ValueError(
             f"group_size={group_size} must be positive and divide the number of rewards {rewards.numel()}"
         )
+    if scale == "std" and group_size < 2:
+        # The unbiased std of a single reward is NaN, which would silently poison every advantage.
+        raise ValueError(
+            "scale='std' needs group_size >= 2; with one completion per prompt use scale='batch'"
+        )
     check_finite("rewards", rewards)
     r = rewards.float()
-    if scale == "batch":
-        return (
-            (r - r.mean()) / (r.std(unbiased=False) + eps)
-            if baseline != "none"
-            else r / (r.std(unbiased=False) + eps)
-        )
-    grouped = r.view(-1, group_size)
+    # With "batch" scaling the whole batch is one group for the baseline too.
+    grouped = r.view(1, -1) if scale == "batch" else r.view(-1, group_size)
+    n = grouped.shape[-1]
     if baseline == "mean":
         adv = grouped - grouped.mean(-1, keepdim=True)
     elif baseline == "leave_one_out":
-        if group_size < 2:
+        if n < 2:
             raise ValueError("baseline='leave_one_out' needs group_size >= 2")
-        adv = grouped - (grouped.sum(-1, keepdim=True) - grouped) / (group_size - 1)
+        adv = grouped - (grouped.sum(-1, keepdim=True) - grouped) / (n - 1)
     else:
         adv = grouped
+    if scale == "batch":
+        return (adv / (r.std(unbiased=False) + eps)).reshape(-1)
     if scale == "std":
         adv = adv / (grouped.std(-1, keepdim=True) + eps)
     return adv.reshape(-1)
