@@ -38,7 +38,27 @@ def reverse_kl_loss(
     the full-distribution one rather than a sampled policy-gradient estimate.
     """
     log_s, log_t = _log_probs(student_logits, teacher_logits, temperature, mask)
-    return masked_mean((log_s.exp() * (log_s - log_t)).sum(-1), mask)
+    return masked_mean(reverse_kl_per_token(log_s, log_t), mask)
+
+
+def reverse_kl_per_token(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(π_θ ‖ p_T) per token from log-probabilities ``[..., V]`` (no checks; the chunked trainer path)."""
+    return (student_log_probs.exp() * (student_log_probs - teacher_log_probs)).sum(-1)
+
+
+def generalized_jsd_per_token(
+    student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """JSD_β per token from log-probabilities ``[..., V]`` (see :func:`generalized_jsd_loss`)."""
+    log_s, log_t = student_log_probs, teacher_log_probs
+    if beta == 0.0:
+        return (log_t.exp() * (log_t - log_s)).sum(-1)
+    if beta == 1.0:
+        return (log_s.exp() * (log_s - log_t)).sum(-1)
+    log_m = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0)
+    kl_t = (log_t.exp() * (log_t - log_m)).sum(-1)
+    kl_s = (log_s.exp() * (log_s - log_m)).sum(-1)
+    return beta * kl_t + (1.0 - beta) * kl_s
 
 
 def generalized_jsd_loss(
@@ -57,13 +77,4 @@ def generalized_jsd_loss(
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1] for the generalised JSD, got {beta}")
     log_s, log_t = _log_probs(student_logits, teacher_logits, temperature, mask)
-    if beta == 0.0:
-        per_token = (log_t.exp() * (log_t - log_s)).sum(-1)
-    elif beta == 1.0:
-        per_token = (log_s.exp() * (log_s - log_t)).sum(-1)
-    else:
-        log_m = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0)
-        kl_t = (log_t.exp() * (log_t - log_m)).sum(-1)
-        kl_s = (log_s.exp() * (log_s - log_m)).sum(-1)
-        per_token = beta * kl_t + (1.0 - beta) * kl_s
-    return masked_mean(per_token, mask)
+    return masked_mean(generalized_jsd_per_token(log_s, log_t, beta), mask)
