@@ -1,0 +1,294 @@
+"""LCO-MSE / LCO-LCH / LCO-KLD (paper §4.1, eqs. 8–10): values, logit gradients, properties, bad input.
+
+Every expected value is computed independently here (float64 NumPy with plain loops), from the
+paper's formulas: the mean over the vocabulary for MSE/LCH, the sum over it for KLD, the mean over
+the masked tokens for E_t, and the closed-form logit gradients 2/|V|·(z − z*), tanh(z − z*)/|V|
+(eq. 44) and π_θ − π* (eq. 47).
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lco import lco_kld, lco_lch, lco_mse, optimal_logits
+from lco.objectives import LCO_LOSSES, log_cosh
+
+LOSSES = {"lco_mse": lco_mse, "lco_lch": lco_lch, "lco_kld": lco_kld}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _reference_per_token(name: str, z: np.ndarray, z_star: np.ndarray) -> float:
+    """One token's bracket of eq. (8), (9) or (10), written from the paper."""
+    V = z.shape[0]
+    if name == "lco_mse":
+        return sum((z[a] - z_star[a]) ** 2 for a in range(V)) / V
+    if name == "lco_lch":
+        return sum(np.log(np.cosh(z[a] - z_star[a])) for a in range(V)) / V
+    pi, pi_star = _softmax(z), _softmax(z_star)
+    return sum(pi_star[a] * np.log(pi_star[a] / pi[a]) for a in range(V))
+
+
+def _reference_logit_grad(name: str, z: np.ndarray, z_star: np.ndarray) -> np.ndarray:
+    """∂(bracket)/∂z for one token: 2/|V|·(z − z*), eq. (44), eq. (47)."""
+    V = z.shape[0]
+    if name == "lco_mse":
+        return 2.0 / V * (z - z_star)
+    if name == "lco_lch":
+        return np.tanh(z - z_star) / V
+    return _softmax(z) - _softmax(z_star)
+
+
+def _reference_loss_and_grad(name, z, z_old, adv, beta, mask):
+    """E_t over the masked tokens of the bracket, and its gradient w.r.t. z (float64)."""
+    z, z_old, adv = (t.double().numpy() for t in (z, z_old, adv))
+    mask = np.ones(z.shape[:-1], bool) if mask is None else mask.numpy().astype(bool)
+    n = int(mask.sum())
+    total, grad = 0.0, np.zeros_like(z)
+    for idx in np.ndindex(z.shape[:-1]):
+        if not mask[idx]:
+            continue
+        z_star = z_old[idx] + adv[idx] / beta  # eq. (7)
+        total += _reference_per_token(name, z[idx], z_star)
+        grad[idx] = _reference_logit_grad(name, z[idx], z_star) / n
+    return (total / n if n else 0.0), grad
+
+
+def _inputs(shape=(2, 3, 7), seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*shape, generator=g) * scale
+    old_logits = torch.randn(*shape, generator=g) * scale
+    adv = torch.randn(*shape, generator=g)
+    mask = torch.rand(*shape[:-1], generator=g) < 0.6
+    mask.view(-1)[0] = True
+    return logits, old_logits, adv, mask
+
+
+# --- values and gradients vs the paper --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beta", [0.3, 1.0, 4.0])
+@pytest.mark.parametrize("use_mask", [True, False])
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_value_matches_the_papers_formula_averaged_over_masked_tokens(name, use_mask, beta):
+    logits, old_logits, adv, mask = _inputs(seed=1)
+    mask = mask if use_mask else None
+    expected, _ = _reference_loss_and_grad(name, logits, old_logits, adv, beta, mask)
+    got = LOSSES[name](logits, old_logits, adv, beta, mask=mask)
+    assert got.dtype == torch.float32 and got.dim() == 0
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("beta", [0.3, 1.0])
+@pytest.mark.parametrize("name", LOSSES)
+def test_autograd_logit_gradient_is_the_closed_form_over_the_number_of_masked_tokens(name, beta):
+    """MSE: 2/|V|·(z − z*); LCH: tanh(z − z*)/|V| (eq. 44); KLD: π_θ − π* (eq. 47); 0 off the mask."""
+    logits, old_logits, adv, mask = _inputs(seed=2, scale=2.0)
+    logits.requires_grad_(True)
+    LOSSES[name](logits, old_logits, adv, beta, mask=mask).backward()
+    _, expected = _reference_loss_and_grad(name, logits.detach(), old_logits, adv, beta, mask)
+    np.testing.assert_allclose(logits.grad.double().numpy(), expected, rtol=1e-5, atol=1e-8)
+    assert torch.all(logits.grad[~mask] == 0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_logit_grad_function_agrees_with_autograd_of_the_per_token_value(name):
+    logits, old_logits, adv, _ = _inputs(shape=(4, 5, 9), seed=3, scale=3.0)
+    target = optimal_logits(old_logits, adv, 0.5)
+    spec = LCO_LOSSES[name]
+    assert spec.name == name
+    z = logits.clone().requires_grad_(True)
+    per_token = spec.value(z, target)
+    assert per_token.shape == logits.shape[:-1]
+    (autograd,) = torch.autograd.grad(per_token.sum(), z)
+    torch.testing.assert_close(spec.logit_grad(logits, target), autograd, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_no_gradient_reaches_old_logits_or_advantages(name):
+    """z* = z_old + A/β is a fixed target (it comes from the behaviour policy and the RM)."""
+    logits, old_logits, adv, mask = _inputs(seed=4)
+    for t in (logits, old_logits, adv):
+        t.requires_grad_(True)
+    LOSSES[name](logits, old_logits, adv, 1.0, mask=mask).backward()
+    assert logits.grad is not None
+    assert old_logits.grad is None and adv.grad is None
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_no_mask_is_the_same_as_an_all_true_mask(name):
+    logits, old_logits, adv, mask = _inputs(seed=5)
+    all_true = torch.ones_like(mask)
+    torch.testing.assert_close(
+        LOSSES[name](logits, old_logits, adv, 0.7), LOSSES[name](logits, old_logits, adv, 0.7, mask=all_true)
+    )
+
+
+def test_log_cosh_matches_numpy_and_does_not_overflow_for_large_arguments():
+    x = torch.linspace(-30, 30, 121)
+    np.testing.assert_allclose(log_cosh(x).double().numpy(), np.log(np.cosh(x.double().numpy())), atol=1e-6)
+    big = torch.tensor([1e3, -1e4, 1e30])
+    np.testing.assert_allclose(
+        log_cosh(big).double().numpy(), big.double().abs().numpy() - np.log(2.0), rtol=1e-6
+    )
+    z = big.clone().requires_grad_(True)
+    log_cosh(z).sum().backward()
+    torch.testing.assert_close(z.grad, torch.tensor([1.0, -1.0, 1.0]))  # tanh(±∞) = ±1
+
+
+def test_lco_lch_logit_gradient_is_bounded_by_one_over_vocab_whatever_the_advantage():
+    """The robustness claim under eq. (9): |∂ℓ/∂z_a| = |tanh(·)|/|V| ≤ 1/|V| even for huge |A|/β."""
+    logits, old_logits, adv, _ = _inputs(shape=(1, 6), seed=6)
+    logits.requires_grad_(True)
+    lco_lch(logits, old_logits, adv * 1e6, 0.1).backward()
+    assert float(logits.grad.abs().max()) <= 1.0 / 6 + 1e-7
+    assert float(logits.grad.abs().max()) > 0.99 / 6
+
+
+def test_lco_kld_equals_cross_entropy_to_pi_star_minus_its_entropy():
+    """An independent route to eq. (10): KL(π*‖π_θ) = H(π*, π_θ) − H(π*), via torch's cross_entropy."""
+    logits, old_logits, adv, _ = _inputs(shape=(5, 8), seed=7)
+    pi_star = torch.softmax(old_logits + adv / 0.5, -1)
+    cross = torch.nn.functional.cross_entropy(logits, pi_star, reduction="none")
+    entropy = -(pi_star * pi_star.log()).sum(-1)
+    torch.testing.assert_close(lco_kld(logits, old_logits, adv, 0.5), (cross - entropy).mean())
+
+
+# --- properties over shapes, dtypes and masks ----------------------------------------------------
+
+
+@st.composite
+def lco_case(draw):
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    vocab = draw(st.integers(2, 16))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    scale = draw(st.sampled_from([0.1, 1.0, 8.0]))
+    logits = torch.randn(*lead, vocab, generator=g) * scale
+    old_logits = torch.randn(*lead, vocab, generator=g) * scale
+    adv = torch.randn(*lead, vocab, generator=g) * scale
+    kind = draw(st.sampled_from(["random", "all_true", "all_false", "none"]))
+    mask = {
+        "random": torch.rand(lead, generator=g) < 0.5,
+        "all_true": torch.ones(lead, dtype=torch.bool),
+        "all_false": torch.zeros(lead, dtype=torch.bool),
+        "none": None,
+    }[kind]
+    dtype = draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16]))
+    beta = draw(st.sampled_from([0.05, 0.5, 1.0, 7.0]))
+    return logits.to(dtype), old_logits.to(dtype), adv.to(dtype), mask, beta
+
+
+PROPERTY_SETTINGS = settings(max_examples=30, deadline=None)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@PROPERTY_SETTINGS
+@given(case=lco_case())
+def test_property_loss_is_finite_nonnegative_fp32_with_zero_gradient_off_the_mask(name, case):
+    logits, old_logits, adv, mask, beta = case
+    z = logits.clone().requires_grad_(True)
+    loss = LOSSES[name](z, old_logits, adv, beta, mask=mask)
+    assert loss.dtype == torch.float32
+    assert torch.isfinite(loss) and float(loss.detach()) >= 0.0
+    loss.backward()
+    assert z.grad.dtype == logits.dtype
+    assert torch.isfinite(z.grad).all()
+    if mask is not None:
+        assert torch.all(z.grad[~mask] == 0)
+        if not mask.any():
+            assert float(loss.detach()) == 0.0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@PROPERTY_SETTINGS
+@given(case=lco_case())
+def test_property_low_precision_inputs_give_the_fp32_result_of_the_same_rounded_inputs(name, case):
+    logits, old_logits, adv, mask, beta = case
+    low = LOSSES[name](logits, old_logits, adv, beta, mask=mask)
+    upcast = LOSSES[name](logits.float(), old_logits.float(), adv.float(), beta, mask=mask)
+    torch.testing.assert_close(low, upcast)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@PROPERTY_SETTINGS
+@given(case=lco_case())
+def test_property_loss_and_gradient_vanish_when_logits_equal_optimal_logits(name, case):
+    _, old_logits, adv, mask, beta = case
+    z = optimal_logits(old_logits, adv, beta).requires_grad_(True)
+    loss = LOSSES[name](z, old_logits, adv, beta, mask=mask)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(0.0, abs=1e-6)
+    torch.testing.assert_close(z.grad, torch.zeros_like(z), atol=1e-6, rtol=0)
+
+
+# --- all-false mask and bad input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_all_false_mask_gives_exactly_zero_loss_and_zero_gradient(name):
+    logits, old_logits, adv, mask = _inputs(seed=8, scale=50.0)
+    z = logits.clone().requires_grad_(True)
+    loss = LOSSES[name](z, old_logits, adv, 0.01, mask=torch.zeros_like(mask))
+    loss.backward()
+    assert float(loss.detach()) == 0.0
+    assert torch.equal(z.grad, torch.zeros_like(z))
+
+
+@pytest.mark.parametrize("beta", [0.0, -0.5, float("nan"), float("inf"), "1"])
+@pytest.mark.parametrize("name", LOSSES)
+def test_invalid_beta_is_rejected(name, beta):
+    logits, old_logits, adv, _ = _inputs()
+    with pytest.raises(ValueError, match="beta"):
+        LOSSES[name](logits, old_logits, adv, beta)
+
+
+@pytest.mark.parametrize(
+    ("argument", "shape"),
+    [
+        ("old_logits", (2, 3, 6)),  # another vocabulary size
+        ("old_logits", (2, 4, 7)),
+        ("advantages", (2, 3, 8)),
+        ("advantages", (3, 7)),
+        ("advantages", (2, 3)),  # token advantages where dense ones are needed (use sparse_advantages)
+    ],
+)
+@pytest.mark.parametrize("name", LOSSES)
+def test_mismatched_shapes_are_rejected_naming_the_argument(name, argument, shape):
+    logits, old_logits, adv, _ = _inputs(shape=(2, 3, 7))
+    args = {"old_logits": old_logits, "advantages": adv}
+    args[argument] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=argument):
+        LOSSES[name](logits, args["old_logits"], args["advantages"], 1.0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("argument", ["logits", "old_logits", "advantages"])
+@pytest.mark.parametrize("name", LOSSES)
+def test_non_finite_inputs_are_rejected_naming_the_argument(name, argument, bad):
+    logits, old_logits, adv, mask = _inputs()
+    args = {"logits": logits, "old_logits": old_logits, "advantages": adv}
+    args[argument][0, 1, 2] = bad
+    with pytest.raises(ValueError, match=f"^{argument}"):
+        LOSSES[name](args["logits"], args["old_logits"], args["advantages"], 1.0, mask=mask)
+
+
+@pytest.mark.parametrize("mask_shape", [(2,), (3, 2), (2, 3, 7), (2, 3, 1)])
+@pytest.mark.parametrize("name", LOSSES)
+def test_mask_of_the_wrong_shape_is_rejected(name, mask_shape):
+    logits, old_logits, adv, _ = _inputs(shape=(2, 3, 7))
+    with pytest.raises(ValueError, match="mask"):
+        LOSSES[name](logits, old_logits, adv, 1.0, mask=torch.ones(mask_shape, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_float_mask_with_nan_is_rejected(name):
+    logits, old_logits, adv, mask = _inputs()
+    float_mask = mask.float()
+    float_mask[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="mask"):
+        LOSSES[name](logits, old_logits, adv, 1.0, mask=float_mask)
