@@ -1,0 +1,109 @@
+"""Per-token quantities from final hidden states and an LM head, chunk by chunk.
+
+The policy-gradient and distillation baselines need per-token log-probabilities (and, for the
+distillation losses, full next-token distributions) of the completion tokens. Computing
+``h @ Wᵀ`` for all tokens at once would hold ``[N, V]`` logits (and their autograd buffers)
+for the whole micro-batch; instead each chunk is wrapped in activation checkpointing, so only
+the chunk's hidden states are saved and its ``[chunk, V]`` logits are recomputed in backward.
+The LCO losses use the custom autograd function of :mod:`lco.objectives.fused` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, temperature: float = 1.0):
+    z = hidden.float() @ weight.float().t()
+    z = z if bias is None else z + bias.float()
+    return z if temperature == 1.0 else z / temperature
+
+
+def chunked_token_stats(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    tokens: torch.Tensor,
+    chunk_size: int,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π_θ(a_t|s_t) with gradient, and the policy entropy (no gradient), for ``tokens``.
+
+    ``hidden`` is ``[B, T, H]`` and ``tokens`` ``[B, T]``; returns two ``[B, T]`` fp32 tensors.
+    Logits are divided by the sampling ``temperature``, TRL's convention for π_θ and π_old.
+    """
+    B, T, H = hidden.shape
+    flat_h, flat_a = hidden.reshape(-1, H), tokens.reshape(-1)
+    entropies = torch.empty(flat_a.shape, dtype=torch.float32, device=hidden.device)
+
+    def chunk_logp(h: torch.Tensor, a: torch.Tensor, start: int) -> torch.Tensor:
+        log_pi = torch.log_softmax(_logits(h, weight, bias, temperature), dim=-1)
+        with torch.no_grad():
+            entropies[start : start + h.shape[0]] = -(log_pi.exp() * log_pi).sum(-1)
+        return log_pi.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+
+    pieces = []
+    for start in range(0, flat_h.shape[0], chunk_size):
+        h, a = flat_h[start : start + chunk_size], flat_a[start : start + chunk_size]
+        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+            pieces.append(checkpoint(chunk_logp, h, a, start, use_reentrant=False))
+        else:
+            pieces.append(chunk_logp(h, a, start))
+    return torch.cat(pieces).view(B, T), entropies.view(B, T)
+
+
+def chunked_distribution_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    teacher_logits_fn: Callable[[int, int], torch.Tensor],
+    per_token_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    mask: torch.Tensor,
+    chunk_size: int,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Σ over masked tokens of ``per_token_loss(student_log_probs, teacher_log_probs)``, chunk by chunk.
+
+    ``teacher_logits_fn(start, end)`` yields the teacher's ``[end − start, V]`` logits for the
+    flattened tokens ``start:end`` (computed from its saved hidden states), so neither model's
+    ``[N, V]`` logits exist at once. Both are divided by ``temperature``. Returns the *sum*
+    (the caller normalises).
+    """
+    H = hidden.shape[-1]
+    flat_h, flat_m = hidden.reshape(-1, H), mask.reshape(-1).float()
+
+    def chunk_loss(h: torch.Tensor, m: torch.Tensor, start: int) -> torch.Tensor:
+        log_t = torch.log_softmax(teacher_logits_fn(start, start + h.shape[0]).float() / temperature, dim=-1)
+        log_s = torch.log_softmax(_logits(h, weight, bias, temperature), dim=-1)
+        return (per_token_loss(log_s, log_t) * m).sum()
+
+    total = flat_h.new_zeros((), dtype=torch.float32)
+    for start in range(0, flat_h.shape[0], chunk_size):
+        h, m = flat_h[start : start + chunk_size], flat_m[start : start + chunk_size]
+        if not bool(m.any()):
+            continue
+        total = total + checkpoint(chunk_loss, h, m, start, use_reentrant=False)
+    return total
+
+
+def chunked_log_ratio(
+    dpo_hidden: torch.Tensor,
+    dpo_weight: torch.Tensor,
+    ref_hidden: torch.Tensor,
+    ref_weight: torch.Tensor,
+    tokens: torch.Tensor,
+    chunk_size: int,
+) -> torch.Tensor:
+    """log φ_DPO(a_t|s_t) − log φ_ref(a_t|s_t) at the sampled tokens (eq. 13, sparse form), no grad."""
+    out = []
+    H1, H2 = dpo_hidden.shape[-1], ref_hidden.shape[-1]
+    d, r, a = dpo_hidden.reshape(-1, H1), ref_hidden.reshape(-1, H2), tokens.reshape(-1, 1)
+    with torch.no_grad():
+        for s in range(0, a.shape[0], chunk_size):
+            lp_d = torch.log_softmax(_logits(d[s : s + chunk_size], dpo_weight, None), -1)
+            lp_r = torch.log_softmax(_logits(r[s : s + chunk_size], ref_weight, None), -1)
+            out.append((lp_d - lp_r).gather(-1, a[s : s + chunk_size]).squeeze(-1))
+    return torch.cat(out).view(tokens.shape)
