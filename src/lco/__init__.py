@@ -8,6 +8,7 @@ The public objective API (pure functions of tensors; equation numbers refer to
 >>> loss = lco.lco_kld(logits, old_logits, advantages, beta=1.0, mask=m)  # eq. 10
 """
 
+from . import theory
 from .advantages import (
     NORMALIZATIONS,
     dpo_advantages,
@@ -59,5 +60,6 @@ __all__ = [
     "reverse_kl_loss",
     "sft_loss",
     "sparse_advantages",
+    "theory",
     "value_loss",
 ]
