@@ -180,6 +180,20 @@ def test_property_distill_losses_are_finite_nonnegative_zero_at_the_teacher_and_
         assert float(fn(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_all_false_mask_gives_exactly_zero_loss_and_zero_gradient(beta):
+    student, teacher, mask = _batch(seed=8)
+    for fn in (
+        lambda s: reverse_kl_loss(s, teacher, mask=~torch.ones_like(mask)),
+        lambda s: generalized_jsd_loss(s, teacher, beta, mask=torch.zeros_like(mask)),
+    ):
+        z = student.clone().requires_grad_(True)
+        loss = fn(z)
+        loss.backward()
+        assert float(loss.detach()) == 0.0
+        assert torch.equal(z.grad, torch.zeros_like(z))
+
+
 # --- bad input ---------------------------------------------------------------------------------------------
 
 
