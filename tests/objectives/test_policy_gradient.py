@@ -490,7 +490,7 @@ def test_value_loss_rejects_mismatched_or_non_finite_inputs(argument):
         value_loss(values, args["old_values"], args["returns"])
 
 
-def test_negative_clip_ranges_are_rejected():
+def test_negative_or_nan_clip_ranges_are_rejected():
     logps, old_logps, adv, _ = _token_batch()
     with pytest.raises(ValueError, match="eps_low"):
         ppo_clip_loss(logps, old_logps, adv, eps_low=-0.1)
@@ -500,6 +500,15 @@ def test_negative_clip_ranges_are_rejected():
         cispo_loss(logps, old_logps, adv, eps_high=0.0)
     with pytest.raises(ValueError, match="clip_range_value"):
         value_loss(logps, old_logps, adv, clip_range_value=-0.2)
+    nan = float("nan")
+    with pytest.raises(ValueError, match="eps_high"):
+        ppo_clip_loss(logps, old_logps, adv, eps_high=nan)
+    with pytest.raises(ValueError, match="eps_low"):
+        gspo_loss(logps, old_logps, adv[:, 0], eps_low=nan)
+    with pytest.raises(ValueError, match="eps_high"):
+        cispo_loss(logps, old_logps, adv, eps_high=nan)
+    with pytest.raises(ValueError, match="clip_range_value"):
+        value_loss(logps, old_logps, adv, clip_range_value=nan)
 
 
 @pytest.mark.parametrize(

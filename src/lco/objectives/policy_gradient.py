@@ -92,7 +92,7 @@ def ppo_clip_loss(
     logit Hessian (eq. 40) is indefinite (Lemma 4.5). ``token_advantages`` may be ``[B, T]``, or
     ``[B, 1]`` / ``[B]`` (one advantage per sequence, broadcast over tokens).
     """
-    if eps_low < 0 or eps_high < 0:
+    if not (eps_low >= 0 and eps_high >= 0):  # written so that NaN fails too
         raise ValueError(f"eps_low and eps_high must be >= 0, got {eps_low}, {eps_high}")
     token_advantages = _broadcast_advantages(token_advantages, logps, "token_advantages")
     _check_token_inputs(mask, logps=logps, old_logps=old_logps, token_advantages=token_advantages)
@@ -149,7 +149,7 @@ def gspo_loss(
 
     The default ε's are the GSPO paper's (3e-4 / 4e-4); ``sequence_advantages`` is ``[B]`` or ``[B, 1]``.
     """
-    if eps_low < 0 or eps_high < 0:
+    if not (eps_low >= 0 and eps_high >= 0):  # written so that NaN fails too
         raise ValueError(f"eps_low and eps_high must be >= 0, got {eps_low}, {eps_high}")
     if logps.dim() != 2:
         raise ValueError(f"logps must be [B, T] for GSPO, got shape {tuple(logps.shape)}")
