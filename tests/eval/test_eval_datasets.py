@@ -13,12 +13,17 @@ def test_registered_set_from_a_local_file_maps_its_fields(jsonl):
     # AMC23 on the hub has "question"/"answer", with float answers
     path = jsonl("amc23.jsonl", [{"question": "Q1", "answer": 27.0}, {"question": "Q2", "answer": 3.5}])
     rows = load_math_dataset("amc23", path)
-    assert rows == [{"problem": "Q1", "answer": "27", "id": "0"}, {"problem": "Q2", "answer": "3.5", "id": "1"}]
+    assert rows == [
+        {"problem": "Q1", "answer": "27", "id": "0"},
+        {"problem": "Q2", "answer": "3.5", "id": "1"},
+    ]
 
 
 def test_a_file_without_the_expected_fields_is_one_clear_error(jsonl):
     path = jsonl("math500.jsonl", [{"problem": "Q", "answer": "1"}, {"question": "Q", "solution": "1"}])
-    with pytest.raises(ValueError, match=r"math500.jsonl: record 2 lacks field\(s\) 'problem', 'answer'.*has: question"):
+    with pytest.raises(
+        ValueError, match=r"math500.jsonl: record 2 lacks field\(s\) 'problem', 'answer'.*has: question"
+    ):
         load_math_dataset("math500", path)
 
 
@@ -56,7 +61,9 @@ def test_hub_failure_is_a_clear_error_pointing_to_local_files(monkeypatch):
         raise ConnectionError("Couldn't reach 'HuggingFaceH4/MATH-500' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(ValueError, match=r"could not load math500 from the hub .*--data-dir DIR holding math500.jsonl"):
+    with pytest.raises(
+        ValueError, match=r"could not load math500 from the hub .*--data-dir DIR holding math500.jsonl"
+    ):
         load_math_dataset("math500")
 
 

@@ -47,7 +47,9 @@ def test_the_checkpoint_sampling_defaults_are_not_inherited(models, tokenizer, t
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     model = AutoModelForCausalLM.from_pretrained(models["old"])
-    model.generation_config = GenerationConfig(top_k=1, repetition_penalty=5.0, eos_token_id=1, do_sample=True)
+    model.generation_config = GenerationConfig(
+        top_k=1, repetition_penalty=5.0, eos_token_id=1, do_sample=True
+    )
     model.save_pretrained(tmp_path / "with_defaults")
     tokenizer.save_pretrained(tmp_path / "with_defaults")
     gen = TransformersGenerator(load_policy("checkpoint", str(tmp_path / "with_defaults")))

@@ -37,7 +37,9 @@ def test_mean_pass_at_k_averages_over_problems():
     assert mean_pass_at_k([0, 2, 4], n=4, k=2) == pytest.approx((0.0 + (1 - 1 / 6) + 1.0) / 3)
 
 
-@pytest.mark.parametrize(("n", "c", "k", "word"), [(4, 1, 5, "k"), (4, 5, 1, "c"), (0, 0, 1, "n"), (4, 1, 0, "k")])
+@pytest.mark.parametrize(
+    ("n", "c", "k", "word"), [(4, 1, 5, "k"), (4, 5, 1, "c"), (0, 0, 1, "n"), (4, 1, 0, "k")]
+)
 def test_pass_at_k_rejects_impossible_arguments(n, c, k, word):
     with pytest.raises(ValueError, match=word):
         pass_at_k(n, c, k)

@@ -34,8 +34,12 @@ class RecordingPiStar(PiStarLogitsProcessor):
 
 
 @pytest.mark.parametrize(("beta", "normalize"), [(0.5, "mean"), (2.0, "mean_std")])
-def test_processor_output_is_log_softmax_of_z_old_plus_advantage_over_beta(models, tokenizer, beta, normalize):
-    policy = load_policy("pistar", models["old"], models["dpo"], models["ref"], beta=beta, normalize=normalize)
+def test_processor_output_is_log_softmax_of_z_old_plus_advantage_over_beta(
+    models, tokenizer, beta, normalize
+):
+    policy = load_policy(
+        "pistar", models["old"], models["dpo"], models["ref"], beta=beta, normalize=normalize
+    )
     pistar = RecordingPiStar(policy.pistar.dpo_model, policy.pistar.ref_model, beta, normalize)
     pistar.calls = []
     policy.pistar = pistar

@@ -40,7 +40,9 @@ def test_store_saves_runs_and_loads_them_back(tmp_path):
 
 
 def test_store_refuses_to_mix_results_of_another_configuration(tmp_path):
-    ResultStore(tmp_path, {"model": "a", "beta": 1.0, "suite": "math"})
+    ResultStore(tmp_path, {"model": "typo"})  # nothing computed: nothing recorded
+    store = ResultStore(tmp_path, {"model": "a", "beta": 1.0, "suite": "math"})
+    store.save("math", "amc23", "seed_0", {})
     ResultStore(tmp_path, {"model": "a", "beta": 1.0, "suite": "math"})  # same config: resume
     with pytest.raises(ValueError, match="differing settings: beta, model"):
         ResultStore(tmp_path, {"model": "b", "beta": 2.0, "suite": "math"})

@@ -98,19 +98,18 @@ class TransformersGenerator:
     def _generation_config(self, decoding: DecodingConfig):
         from transformers import GenerationConfig
 
-        # Every sampling knob is set, so nothing is inherited from transformers' global defaults (top_k=50).
         common = dict(
             max_new_tokens=decoding.max_new_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.policy.tokenizer.pad_token_id,
-            top_k=0,
             repetition_penalty=1.0,
             num_beams=1,
         )
         if decoding.greedy:
-            return GenerationConfig(do_sample=False, temperature=1.0, top_p=1.0, **common)
+            return GenerationConfig(do_sample=False, **common)
+        # top_k=0 switches off transformers' global default top_k=50: only temperature and top-p act
         return GenerationConfig(
-            do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, **common
+            do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0, **common
         )
 
     @torch.no_grad()

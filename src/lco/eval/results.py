@@ -69,7 +69,9 @@ class ResultStore:
     ``config`` holds everything that changes what is measured (models, suite, decoding settings,
     data). Resuming into a directory written with a different ``config`` is refused, naming the
     settings that differ, so results of two different evaluations are never mixed. The number of
-    seeds is not part of it: re-running with more seeds reuses the finished ones.
+    seeds is not part of it: re-running with more seeds reuses the finished ones. ``config.json`` is
+    written with the first result, so a run that failed before computing anything can be retried
+    with corrected arguments.
     """
 
     def __init__(self, out_dir: str | os.PathLike, config: Mapping[str, Any]):
@@ -77,12 +79,12 @@ class ResultStore:
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"--out {self.root} exists and is not a directory")
         self.config = json.loads(json.dumps(dict(config)))  # normalise (tuples → lists, …)
-        config_path = self.root / "config.json"
-        if config_path.exists():
+        self._config_path = self.root / "config.json"
+        if self._config_path.exists():
             try:
-                previous = json.loads(config_path.read_text(encoding="utf-8"))
+                previous = json.loads(self._config_path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{config_path} is not valid JSON ({err}); use another --out") from err
+                raise ValueError(f"{self._config_path} is not valid JSON ({err}); use another --out") from err
             if previous != self.config:
                 differing = sorted(
                     k
@@ -93,8 +95,6 @@ class ResultStore:
                     f"--out {self.root} holds results of a different evaluation (differing settings: "
                     f"{', '.join(differing)}); use another --out directory to avoid mixing results"
                 )
-        else:
-            _write_json_atomic(config_path, self.config)
 
     def run_path(self, suite: str, dataset: str, run: str) -> Path:
         return self.root / suite / dataset / f"{run}.json"
@@ -110,6 +110,8 @@ class ResultStore:
             return None  # cannot happen with atomic writes unless edited by hand: redo the run
 
     def save(self, suite: str, dataset: str, run: str, record: Mapping[str, Any]) -> Path:
+        if not self._config_path.exists():  # written with the first result, so a failed start leaves no trace
+            _write_json_atomic(self._config_path, self.config)
         path = self.run_path(suite, dataset, run)
         _write_json_atomic(path, dict(record))
         return path
