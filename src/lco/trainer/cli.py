@@ -21,9 +21,12 @@ _SCRIPT_HELP = """script arguments (also settable in the YAML):
 
 @dataclass
 class TrainScriptArguments:
-    model_name_or_path: str | None = field(default=None, metadata={"help": "The policy: local path or hub id."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The policy: local path or hub id."}
+    )
     dataset: str | None = field(
-        default=None, metadata={"help": "Local .json/.jsonl/.csv/.parquet file, save_to_disk folder, or hub id."}
+        default=None,
+        metadata={"help": "Local .json/.jsonl/.csv/.parquet file, save_to_disk folder, or hub id."},
     )
     dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset or a DatasetDict."})
     reward_funcs: list[str] = field(
@@ -37,7 +40,8 @@ def add_parser(subparsers) -> None:
         "train",
         help="Train a policy with LCO or a baseline (YAML config + --field overrides, as TRL's CLI).",
         description=__doc__,
-        epilog=_SCRIPT_HELP + "\nAny LCOConfig / GRPOConfig field works the same way, e.g. --objective lco_kld.",
+        epilog=_SCRIPT_HELP
+        + "\nAny LCOConfig / GRPOConfig field works the same way, e.g. --objective lco_kld.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=True,
     )
@@ -88,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     reward_funcs = [resolve_reward(name) for name in script.reward_funcs]
     dataset = load_train_dataset(script.dataset, script.dataset_split)
     check_train_dataset(dataset)
-    trainer = LCOTrainer(model=script.model_name_or_path, reward_funcs=reward_funcs or None, args=config, train_dataset=dataset)
+    trainer = LCOTrainer(
+        model=script.model_name_or_path, reward_funcs=reward_funcs or None, args=config, train_dataset=dataset
+    )
     resume = config.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
         resume = True  # the newest checkpoint in output_dir, as transformers' Trainer resolves it

@@ -193,7 +193,8 @@ class LCOTrainer(GRPOTrainer):
                     h, w, b = self._hidden_and_head(self.model, ids, am, k)
                     if needs_old_hidden:
                         save("old_hidden", h)
-                        self._old_head = (w, b)  # the policy's head as it was at generation time
+                        if s == 0:  # a copy: the optimizer updates the live head in place
+                            self._old_head = (w.clone(), None if b is None else b.clone())
                     if needs_values:
                         save("old_values", self._value_head()(h.float()).squeeze(-1))
                 for role, model in self._aux_models.items():
@@ -306,14 +307,18 @@ class LCOTrainer(GRPOTrainer):
             loss = self._policy_gradient_loss(model, inputs)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["lco/objective"].append(float(loss.detach()))
-        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        normalizer = self._accumulation_steps() if mode == "train" else 1.0
         return loss / normalizer
 
     # ------------------------------------------------------------------ training dynamics (Figs. 3–6)
 
+    def _accumulation_steps(self) -> int:
+        # Set by Trainer's loop for the current window; before training starts it is the configured value.
+        return getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
+
     def _dynamics_due(self) -> bool:
         every = self.args.dynamics_every
-        first_micro_step = self._step % self.current_gradient_accumulation_steps == 0
+        first_micro_step = self._step % self._accumulation_steps() == 0
         return (
             bool(every) and self.model.training and first_micro_step and self.state.global_step % every == 0
         )
@@ -339,7 +344,7 @@ class LCOTrainer(GRPOTrainer):
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
                 # undo the gradient-accumulation scaling so the norm is per optimizer step
-                norm = norm * self.current_gradient_accumulation_steps
+                norm = norm * self._accumulation_steps()
             self._dynamics_norms[sign] = float(self.accelerator.gather(norm.reshape(1)).mean())
         for key in list(self._metrics["train"]):
             del self._metrics["train"][key][snapshot.get(key, 0) :]
