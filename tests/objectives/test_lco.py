@@ -292,3 +292,12 @@ def test_float_mask_with_nan_is_rejected(name):
     float_mask[0, 0] = float("nan")
     with pytest.raises(ValueError, match="mask"):
         LOSSES[name](logits, old_logits, adv, 1.0, mask=float_mask)
+
+
+def test_log_cosh_keeps_relative_precision_near_zero_in_fp32():
+    # log cosh x = x²/2 − x⁴/12 + …; the |x| + log1p(e^{−2|x|}) − log 2 form cancels to 0 here in fp32.
+    from lco.objectives.lco import log_cosh
+
+    x = torch.tensor([1e-4, 1e-3, 3e-2], dtype=torch.float32)
+    expected = x.double() ** 2 / 2 - x.double() ** 4 / 12
+    torch.testing.assert_close(log_cosh(x).double(), expected, rtol=1e-5, atol=0)
