@@ -199,3 +199,12 @@ def test_mc_suite_without_lm_eval_says_how_to_install_it(models, tmp_path, capsy
         capsys, "--suite", "mc", "--model", models["old"], "--tasks", "mmlu", "--out", str(tmp_path)
     )
     assert code == 2 and "pip install 'lco[eval]'" in err
+
+
+def test_vllm_backend_without_vllm_fails_before_loading_anything(math_jsonl, tmp_path, capsys, monkeypatch):
+    import lco.eval.generation as generation
+
+    monkeypatch.setattr(generation, "vllm_available", lambda: False)
+    argv = ["--suite", "math", "--model", str(tmp_path / "not_loaded"), "--datasets", f"math500={math_jsonl}"]
+    code, _, err = _run(capsys, *argv, "--backend", "vllm", "--out", str(tmp_path / "o"))
+    assert code == 2 and "vLLM is not installed (pip install 'lco[vllm]'" in err

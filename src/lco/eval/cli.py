@@ -167,6 +167,15 @@ def _validate(args: argparse.Namespace) -> None:
         if args.backend != "transformers":
             raise ValueError("--suite mc runs through lm-eval's HF backend; --backend does not apply")
     check_policy_args(args.policy, args.model, args.reward_model, args.ref_model, args.beta)
+    if args.backend == "vllm" and args.suite != "mc":
+        from .generation import vllm_available
+
+        if args.policy == "pistar":
+            raise ValueError("--backend vllm cannot decode --policy pistar; use --backend transformers")
+        if not vllm_available():
+            raise ValueError(
+                "--backend vllm: vLLM is not installed (pip install 'lco[vllm]' on a GPU machine)"
+            )
     if args.suite in ("rm", "judge") and not args.data:
         what = "'prompt'" if args.suite == "rm" else "'instruction' and 'output' (the reference)"
         raise ValueError(f"--suite {args.suite} needs --data FILE.jsonl with {what} fields")
@@ -206,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
 
     _validate(args)
     decoding = DecodingConfig(
+        greedy=args.decoding == "greedy",  # a greedy-only evaluation needs no valid temperature
         temperature=args.temperature,
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,

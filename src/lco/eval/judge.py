@@ -40,6 +40,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .policies import last_logits_only
+
 JUDGE_PROMPT = """You are an impartial judge comparing two responses to the same instruction.
 Pick the response that follows the instruction better: more helpful, correct, relevant and clear.
 Do not let the order of the responses or their length alone decide.
@@ -97,7 +99,9 @@ class LocalJudge:
     @torch.no_grad()
     def prefer_a(self, prompt: str) -> float | None:
         ids = torch.tensor([self._encode(prompt)], device=self.device)
-        probs = torch.softmax(self.model(input_ids=ids).logits[0, -1].float(), -1)
+        probs = torch.softmax(
+            self.model(input_ids=ids, **last_logits_only(self.model)).logits[0, -1].float(), -1
+        )
         return _normalise_pair(*(float(probs[self.choice_ids[c]].sum()) for c in ("A", "B")))
 
     def check(self) -> None:

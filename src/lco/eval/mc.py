@@ -72,6 +72,8 @@ def run_lm_eval(
     for name in ("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed"):
         if name in accepted:
             kwargs[name] = seed
+    if "log_samples" in accepted:
+        kwargs["log_samples"] = False  # per-sample logs are not kept; do not hold them in memory
     results = simple_evaluate(**kwargs)
     if not results or not results.get("results"):
         raise ValueError(f"lm-eval returned no results for --tasks {','.join(tasks)}")

@@ -18,6 +18,7 @@ from transformers import LogitsProcessor
 from ..advantages import NORMALIZATIONS, dpo_advantages, normalize_advantages
 from ..objectives.targets import optimal_log_policy
 from ..objectives.validation import check_beta, check_choice
+from .policies import last_logits_only
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -60,6 +61,7 @@ class PiStarLogitsProcessor(LogitsProcessor):
             position_ids=_position_ids(mask)[:, -input_ids.shape[1] :],
             past_key_values=cache,
             use_cache=True,
+            **last_logits_only(model),
         )
         return out.logits[:, -1, :], out.past_key_values
 

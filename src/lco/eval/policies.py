@@ -17,6 +17,7 @@ are dropped), and the three models of π* are checked to share one vocabulary.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -97,6 +98,12 @@ def load_causal_lm(path: str, what: str, device: torch.device, dtype: torch.dtyp
         bos_token_id=old.bos_token_id, eos_token_id=old.eos_token_id, pad_token_id=old.pad_token_id
     )
     return model
+
+
+def last_logits_only(model) -> dict:
+    """``logits_to_keep=1`` where the model supports it: the prompt's forward pass then does not
+    materialise [B, L, V] logits (at |V| ≈ 150k that is gigabytes), as ``generate`` does for π_old."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 def output_vocab_size(model) -> int:
