@@ -5,9 +5,17 @@
 - :mod:`.policy_gradient` — SFT, PPO, DAPO, REINFORCE, GSPO, CISPO, value loss
 - :mod:`.distill` — MiniLLM reverse KL, GKD generalised JSD
 - :mod:`.reduction` — the GRPO-family aggregations over tokens
+- :mod:`.fused` — LM head + LCO / SFT loss, chunked over tokens (no [N, V] logits)
 """
 
 from .distill import generalized_jsd_loss, reverse_kl_loss
+from .fused import (
+    SparseAdvantages,
+    dpo_advantage_chunks,
+    fused_lco_loss,
+    fused_sft_loss,
+    logprob_advantage_chunks,
+)
 from .lco import (
     LCO_LOSSES,
     LogitLoss,
@@ -39,8 +47,12 @@ __all__ = [
     "AGGREGATIONS",
     "LCO_LOSSES",
     "LogitLoss",
+    "SparseAdvantages",
     "aggregate",
     "cispo_loss",
+    "dpo_advantage_chunks",
+    "fused_lco_loss",
+    "fused_sft_loss",
     "generalized_jsd_loss",
     "gspo_loss",
     "gspo_sequence_log_ratio",
@@ -54,6 +66,7 @@ __all__ = [
     "lco_mse_logit_grad",
     "lco_mse_per_token",
     "log_cosh",
+    "logprob_advantage_chunks",
     "masked_mean",
     "optimal_log_policy",
     "optimal_logits",

@@ -1,0 +1,521 @@
+"""Fused LM-head + loss: the LCO objectives (eqs. 7–10) and SFT (eq. 1) without the ``[N, V]`` logits.
+
+The naive objectives in :mod:`lco.objectives.lco` take logits z = h Wᵀ for all N tokens. With
+N = 8192 completion tokens and a 152k vocabulary those logits alone are 5 GB in fp32, and
+autograd keeps several more tensors of that size alive. Here the LM-head matmul and the loss
+are fused, as in Liger-Kernel's ``chunked_loss``:
+
+- :class:`ChunkedLinearLoss` — one ``torch.autograd.Function`` owns the chunking, the custom
+  autograd and the memory trick. It walks over token chunks of ``hidden [N, H]``, computes
+  z = h Wᵀ (+ b) in fp32 for that chunk only, asks the per-chunk loss for its per-token value
+  ℓ_t and its closed-form logit gradient ∂ℓ_t/∂z, and turns the latter into grad_hidden (per
+  chunk) and grad_weight / grad_bias (accumulated) *during the forward*. Backward only scales
+  the stored gradients by grad_output. Peak memory is a few ``[chunk_size, V]`` blocks.
+- :class:`LCOChunk` and :class:`CrossEntropyChunk` — each loss states only its per-chunk math.
+  LCO builds z* = z_old + A/β (eq. 7) for the chunk and reuses the value and the closed-form
+  gradient of :data:`lco.objectives.lco.LCO_LOSSES`; nothing here restates eqs. 8–10.
+
+Where z_old and A come from is the caller's choice, resolved chunk by chunk: a full tensor,
+a callable ``(start, end) -> [end − start, V]`` (the trainer computes them from saved hidden
+states and heads; see :func:`dpo_advantage_chunks`), a :class:`SparseAdvantages` pair (eq. 11),
+or — for z_old — ``None``, meaning on-policy: z_old is the current logits, detached, at no extra
+matmul. The tests hold every combination against the naive functions applied to ``hidden @ weight.T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# A module import rather than a name import: lco.advantages itself imports
+# lco.objectives.validation, so while `import lco` runs it may still be initialising here.
+from .. import advantages as _advantages
+from .lco import LCO_LOSSES, LogitLoss
+from .validation import check_actions, check_beta, check_choice, check_finite, check_mask
+
+RowSource = Callable[[int, int], torch.Tensor]
+"""``(start, end) -> [end − start, V]``: one chunk of a per-token quantity over the vocabulary."""
+
+DEFAULT_CHUNK_TOKENS = 256
+"""Tokens per chunk when ``chunk_size`` is not given: enough rows for the three per-chunk
+matmuls to run near full speed (fewer rows make ``grad_weight += gᵀ h`` bandwidth-bound: it
+reads and writes all of ``[V, H]`` once per chunk), few enough that the chunk's ``[c, V]``
+blocks stay a small fraction of the ``[N, V]`` logits."""
+
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+"""Cap on one fp32 ``[chunk, V]`` block for the default chunk size; the per-chunk math keeps
+about seven such blocks alive at once."""
+
+STAT_NAMES = ("loss", "entropy", "kl_old")
+ACTION_STAT_NAMES = ("sampled_prob", "logit_grad_sampled", "logit_grad_nonsampled")
+
+
+def default_chunk_size(vocab_size: int) -> int:
+    """:data:`DEFAULT_CHUNK_TOKENS`, fewer if a ``[chunk, V]`` fp32 block would pass
+    :data:`DEFAULT_CHUNK_BYTES` (vocabularies above 262k entries)."""
+    return max(1, min(DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_BYTES // (4 * max(int(vocab_size), 1))))
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SparseAdvantages:
+    """The sampled-action sparse advantage of eq. (11), kept as ``[N]`` vectors.
+
+    Â(s_t, a') = A(s_t, a_t) if a' = a_t else 0; the dense ``[chunk, V]`` form is built one
+    chunk at a time with :func:`lco.sparse_advantages`.
+
+    Attributes:
+        token_advantages: A(s_t, a_t) of the sampled token, ``[N]``.
+        actions: the sampled token ids a_t, ``[N]`` (integer).
+    """
+
+    token_advantages: torch.Tensor
+    actions: torch.Tensor
+
+
+def dpo_advantage_chunks(
+    dpo_hidden: torch.Tensor,
+    dpo_weight: torch.Tensor,
+    dpo_bias: torch.Tensor | None,
+    ref_hidden: torch.Tensor,
+    ref_weight: torch.Tensor,
+    ref_bias: torch.Tensor | None,
+) -> RowSource:
+    """The dense DPO advantage log φ_DPO − log φ_ref (eq. 13) as a chunk callable.
+
+    Args:
+        dpo_hidden, dpo_weight, dpo_bias: final hidden states ``[N, H_dpo]`` of the DPO reward
+            model φ_DPO on the policy's tokens, its LM head ``[V, H_dpo]`` and head bias ``[V]``
+            (or ``None``).
+        ref_hidden, ref_weight, ref_bias: the same for its reference model φ_ref.
+
+    Returns ``(start, end) -> A [end − start, V]`` in fp32, computed with
+    :func:`lco.dpo_advantages` from the two heads' logits of those rows only, without gradient.
+    Heads in a low-precision dtype are cast to fp32 once here (a ``[V, H]`` copy each).
+    """
+    _check_head("dpo_hidden", dpo_hidden, "dpo_weight", dpo_weight, "dpo_bias", dpo_bias)
+    _check_head("ref_hidden", ref_hidden, "ref_weight", ref_weight, "ref_bias", ref_bias)
+    if dpo_hidden.shape[0] != ref_hidden.shape[0]:
+        raise ValueError(
+            f"ref_hidden has {ref_hidden.shape[0]} tokens but dpo_hidden has {dpo_hidden.shape[0]}"
+        )
+    if dpo_weight.shape[0] != ref_weight.shape[0]:
+        raise ValueError(
+            f"ref_weight has vocabulary size {ref_weight.shape[0]} but dpo_weight has {dpo_weight.shape[0]}"
+        )
+    heads = [
+        (h.detach(), w.detach().float(), None if b is None else b.detach().float())
+        for h, w, b in ((dpo_hidden, dpo_weight, dpo_bias), (ref_hidden, ref_weight, ref_bias))
+    ]
+
+    def rows(start: int, end: int) -> torch.Tensor:
+        with torch.no_grad():
+            dpo_logits, ref_logits = (_head_logits(h[start:end].float(), w, b) for h, w, b in heads)
+            return _advantages.dpo_advantages(dpo_logits, ref_logits)
+
+    return rows
+
+
+def logprob_advantage_chunks(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> RowSource:
+    """The dense log-probability advantage A(s_t, a) := log φ(a|s_t) (eq. 12) as a chunk callable.
+
+    ``hidden [N, H]``, ``weight [V, H]``, ``bias [V]`` are the scoring model φ's final hidden
+    states on the policy's tokens and its LM head; each chunk is :func:`lco.logprob_advantages`
+    of that chunk's logits, in fp32 and without gradient.
+    """
+    _check_head("hidden", hidden, "weight", weight, "bias", bias)
+    h, w, b = hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+
+    def rows(start: int, end: int) -> torch.Tensor:
+        with torch.no_grad():
+            return _advantages.logprob_advantages(_head_logits(h[start:end].float(), w, b))
+
+    return rows
+
+
+def _head_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return h @ w.T if b is None else torch.addmm(b, h, w.T)
+
+
+def _check_finite(name: str, tensor: torch.Tensor | None) -> None:
+    """:func:`check_finite` in one streaming pass: NaN or ±inf anywhere makes the sum non-finite.
+
+    ``isfinite(t).all()`` reads t three times and allocates a bool tensor of its size; in the
+    per-chunk loop that was a third of the CPU time. A non-finite sum of finite entries (fp32
+    overflow, |Σ| > 3e38) is told apart by the exact check, so nothing finite is rejected.
+    """
+    if tensor is not None and tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
+        check_finite(name, tensor)
+
+
+def _check_head(h_name, hidden, w_name, weight, b_name, bias) -> None:
+    if hidden.dim() != 2:
+        raise ValueError(f"{h_name} must be [N, H], got shape {tuple(hidden.shape)}")
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[1]:
+        raise ValueError(
+            f"{w_name} must be [V, H] with H = {hidden.shape[1]} (the hidden size of {h_name}), "
+            f"got shape {tuple(weight.shape)}"
+        )
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"{b_name} must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    for name, t in ((h_name, hidden), (w_name, weight), (b_name, bias)):
+        if t is not None and not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        _check_finite(name, t)
+
+
+def _check_rows(name: str, rows: torch.Tensor, start: int, end: int, vocab_size: int) -> None:
+    if not isinstance(rows, torch.Tensor) or rows.shape != (end - start, vocab_size):
+        got = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows).__name__
+        raise ValueError(
+            f"{name} must give shape ({end - start}, {vocab_size}) for tokens [{start}, {end}) "
+            f"(one row per token, one column per vocabulary entry), got {got}"
+        )
+
+
+def _row_source(name: str, source, n_tokens: int, vocab_size: int) -> RowSource:
+    """A tensor ``[N, V]`` or a chunk callable → a chunk callable whose output is shape-checked."""
+    if isinstance(source, torch.Tensor):
+        _check_rows(name, source, 0, n_tokens, vocab_size)
+        if not source.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {source.dtype}")
+        # All of it, once: chunks whose tokens are all masked out are never read in the loop,
+        # and the naive functions reject NaN there too.
+        _check_finite(name, source)
+        return lambda start, end: source[start:end].detach()
+    if callable(source):
+
+        def checked(start: int, end: int) -> torch.Tensor:
+            rows = source(start, end)
+            _check_rows(name, rows, start, end, vocab_size)
+            _check_finite(name, rows)
+            return rows.detach()
+
+        return checked
+    raise ValueError(
+        f"{name} must be a [N, V] tensor or a callable (start, end) -> [end - start, V], "
+        f"got {type(source).__name__}"
+    )
+
+
+def _check_token_vector(name: str, t: torch.Tensor, n_tokens: int) -> None:
+    if not isinstance(t, torch.Tensor) or t.shape != (n_tokens,):
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must have shape ({n_tokens},) (one entry per token), got {got}")
+
+
+def _check_chunk_size(chunk_size, vocab_size: int) -> int:
+    if chunk_size is None:
+        return default_chunk_size(vocab_size)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return chunk_size
+
+
+# --- the per-chunk math -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkOutput:
+    """What a per-chunk loss returns for the logits z ``[c, V]`` of tokens [start, end).
+
+    ``value``: ℓ_t per token ``[c]``; ``logit_grad``: ∂ℓ_t/∂z ``[c, V]`` (a fresh tensor the base
+    may scale in place); ``stats``: optional per-token diagnostics ``[k, c]``.
+    """
+
+    value: torch.Tensor
+    logit_grad: torch.Tensor
+    stats: torch.Tensor | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LCOChunk:
+    """Per-chunk LCO: z* = z_old + A/β (eq. 7), then ℓ(z, z*) and ∂ℓ/∂z from ``LCO_LOSSES``.
+
+    ``old_logits=None`` is on-policy (z_old = z). ``advantages`` are normalised per token over
+    the vocabulary with :func:`lco.normalize_advantages` (§4.4) before entering eq. (7).
+    """
+
+    loss: LogitLoss
+    beta: float
+    advantages: RowSource
+    old_logits: RowSource | None = None
+    normalization: str = "mean"
+    with_stats: bool = False
+    actions: torch.Tensor | None = None
+
+    @property
+    def stat_names(self) -> tuple[str, ...]:
+        return STAT_NAMES + (ACTION_STAT_NAMES if self.actions is not None else ())
+
+    def __call__(self, z: torch.Tensor, start: int, end: int) -> ChunkOutput:
+        z_old = z if self.old_logits is None else self.old_logits(start, end)
+        adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
+        # eq. 7, as lco.optimal_logits but without its isfinite scans: the sources are checked
+        # once by _row_source (and z is finite when hidden and weight are).
+        z_star = torch.add(z_old.float(), adv, alpha=1.0 / self.beta)
+        del adv  # free the [c, V] advantage block before the loss allocates its own
+        value = self.loss.value(z, z_star)
+        grad = self.loss.logit_grad(z, z_star)
+        stats = None
+        if self.with_stats:
+            actions = None if self.actions is None else self.actions[start:end]
+            stats = _token_stats(value, z, z_old, grad, actions)
+        return ChunkOutput(value, grad, stats)
+
+
+def _token_stats(value, z, z_old, grad, actions) -> torch.Tensor:
+    """The training-dynamics metrics of the paper's Figs. 1/5, per token, ``[k, c]``.
+
+    Policy entropy H(π_θ); KL(π_θ ‖ π_old) (0 on-policy, where z_old is z); and with the sampled
+    actions: π_θ(a_t), |∂ℓ_t/∂z_{a_t}| and the mean of |∂ℓ_t/∂z_a| over the other V − 1 tokens.
+    Gradients are per token, before the 1/#tokens of the mean.
+    """
+    log_pi = torch.log_softmax(z, dim=-1)
+    pi = log_pi.exp()
+    entropy = -(pi * log_pi).sum(-1)
+    if z_old is z:
+        kl = torch.zeros_like(entropy)
+    else:
+        kl = (pi * (log_pi - torch.log_softmax(z_old.float(), dim=-1))).sum(-1)
+    rows = [value, entropy, kl]
+    if actions is not None:
+        idx = actions.long().unsqueeze(-1)
+        abs_grad = grad.abs()
+        at_action = abs_grad.gather(-1, idx).squeeze(-1)
+        others = (abs_grad.sum(-1) - at_action) / max(z.shape[-1] - 1, 1)
+        rows += [pi.gather(-1, idx).squeeze(-1), at_action, others]
+    return torch.stack(rows)
+
+
+@dataclass(frozen=True, eq=False)
+class CrossEntropyChunk:
+    """Per-chunk SFT: ℓ_t = −log π_θ(a_t) (eq. 1), ∂ℓ_t/∂z = π_θ − e_{a_t} (eq. 4)."""
+
+    targets: torch.Tensor
+    stat_names: tuple[str, ...] = ()
+
+    def __call__(self, z: torch.Tensor, start: int, end: int) -> ChunkOutput:
+        idx = self.targets[start:end].long().unsqueeze(-1)
+        log_pi = torch.log_softmax(z, dim=-1)
+        value = -log_pi.gather(-1, idx).squeeze(-1)
+        grad = log_pi.exp_()  # reuse the block: log π is not needed any more
+        grad.scatter_add_(-1, idx, torch.full_like(idx, -1.0, dtype=grad.dtype))
+        return ChunkOutput(value, grad)
+
+
+# --- the base: chunking, custom autograd, memory ----------------------------------------------
+
+
+def _active_chunks(weights: torch.Tensor | None, n_tokens: int, chunk_size: int) -> list[bool]:
+    """Which chunks hold at least one token of nonzero weight (one host sync for all of them)."""
+    n_chunks = -(-n_tokens // chunk_size)
+    if weights is None:
+        return [True] * n_chunks
+    padded = torch.zeros(n_chunks * chunk_size, dtype=torch.bool, device=weights.device)
+    padded[:n_tokens] = weights != 0
+    return padded.view(n_chunks, chunk_size).any(-1).tolist()
+
+
+class ChunkedLinearLoss(torch.autograd.Function):
+    """E_t[ℓ_t] over tokens of z = h Wᵀ (+ b), never materialising z for more than one chunk.
+
+    ``forward(hidden [N, H], weight [V, H], bias [V] | None, chunk_loss, mask [N] | None,
+    chunk_size)`` returns ``(loss, stats [k, N])``: the masked mean Σ_t m_t ℓ_t / max(Σ_t m_t, 1)
+    (:func:`lco.objectives.reduction.masked_mean`) and the chunk loss's per-token stats (zero for
+    masked-out tokens; ``k = len(chunk_loss.stat_names)``, no gradient).
+
+    The memory trick: each chunk's logit gradient g = (m_t / Σm)·∂ℓ_t/∂z is contracted at once
+    into grad_hidden = g W and grad_weight += gᵀ h, grad_bias += Σ_t g, so that no ``[c, V]``
+    tensor outlives its chunk. Only the gradients of inputs that require one are formed; chunks
+    whose tokens are all masked out are skipped, matmul included. Math is fp32; the stored
+    gradients are cast to the inputs' dtypes.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, chunk_loss, mask, chunk_size):
+        n_tokens = hidden.shape[0]
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        w32 = weight.float()  # a copy only for low-precision heads: [V, H], not [N, V]
+        b32 = None if bias is None else bias.float()
+        weights = None if mask is None else mask.float()
+        # masked_mean's normaliser: an all-false mask gives 0 / 1, a loss of 0 with zero gradient.
+        denom = float(weights.sum().clamp(min=1.0)) if weights is not None else float(max(n_tokens, 1))
+        grad_hidden = torch.zeros_like(hidden, dtype=torch.float32) if need_hidden else None
+        grad_weight = torch.zeros_like(w32) if need_weight else None
+        grad_bias = torch.zeros_like(b32) if need_bias else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        stats = torch.zeros(len(chunk_loss.stat_names), n_tokens, dtype=torch.float32, device=hidden.device)
+
+        for i, active in enumerate(_active_chunks(weights, n_tokens, chunk_size)):
+            if not active:
+                continue
+            start = i * chunk_size
+            end = min(start + chunk_size, n_tokens)
+            h = hidden[start:end].float()
+            z = _head_logits(h, w32, b32)
+            out = chunk_loss(z, start, end)
+            del z  # the chunk loss has what it needs; free the block before the matmuls below
+            m = None if weights is None else weights[start:end]
+            total += out.value.sum() if m is None else (out.value * m).sum()
+            if out.stats is not None:
+                stats[:, start:end] = out.stats if m is None else out.stats * m
+            if not (need_hidden or need_weight or need_bias):
+                continue
+            g = out.logit_grad
+            if m is None:
+                g.div_(denom)
+            else:
+                g.mul_((m / denom).unsqueeze(-1))
+            if need_hidden:
+                torch.mm(g, w32, out=grad_hidden[start:end])
+            if need_weight:
+                grad_weight.addmm_(g.T, h)
+            if need_bias:
+                grad_bias += g.sum(0)
+
+        ctx.save_for_backward(
+            None if grad_hidden is None else grad_hidden.to(hidden.dtype),
+            None if grad_weight is None else grad_weight.to(weight.dtype),
+            None if grad_bias is None else grad_bias.to(bias.dtype),
+        )
+        ctx.mark_non_differentiable(stats)
+        return total / denom, stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, _grad_stats):
+        scaled = []
+        for grad in ctx.saved_tensors:
+            if grad is None or bool(grad_loss == 1.0):
+                scaled.append(grad)
+            else:
+                scaled.append(grad * grad_loss.to(grad.dtype))
+        return (*scaled, None, None, None)
+
+
+def _run(hidden, weight, bias, chunk_loss, mask, chunk_size, return_stats):
+    loss, stats = ChunkedLinearLoss.apply(hidden, weight, bias, chunk_loss, mask, chunk_size)
+    if not return_stats:
+        return loss
+    return loss, dict(zip(chunk_loss.stat_names, stats.unbind(0), strict=True))
+
+
+# --- the public losses --------------------------------------------------------------------------
+
+
+def fused_lco_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    loss: str = "lco_kld",
+    beta: float,
+    advantages: torch.Tensor | SparseAdvantages | RowSource,
+    old_logits: torch.Tensor | RowSource | None = None,
+    normalization: str = "mean",
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    actions: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    return_stats: bool = False,
+):
+    """LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10) of the logits z = h Wᵀ (+ b), chunk by chunk.
+
+    Equal to ``lco.<loss>(hidden @ weight.T + bias, old_logits, normalize_advantages(A), beta,
+    mask)`` in value and in its gradients w.r.t. ``hidden``, ``weight`` and ``bias``, with the
+    target z* = z_old + A/β of eq. (7) and peak memory of a few ``[chunk_size, V]`` blocks.
+
+    Args:
+        hidden: final hidden states h, ``[N, H]`` (fp32 or bf16; the math is fp32 per chunk and
+            the gradients come back in the input dtypes).
+        weight: LM head W, ``[V, H]``.
+        loss: ``"lco_mse"``, ``"lco_lch"`` or ``"lco_kld"`` (keys of ``LCO_LOSSES``).
+        beta: KL weight β > 0 of eq. (2).
+        advantages: A as a dense ``[N, V]`` tensor; a :class:`SparseAdvantages` (eq. 11); or a
+            callable ``(start, end) -> [end − start, V]`` such as :func:`dpo_advantage_chunks`
+            (eq. 13). No gradient flows into A.
+        old_logits: z_old as ``[N, V]``, a callable like ``advantages``, or ``None`` for an
+            on-policy step (z_old = the current logits, detached).
+        normalization: per-token normalisation of A over the vocabulary, as
+            :func:`lco.normalize_advantages` (``"mean"``, ``"mean_std"``, ``"none"``; §4.4).
+        mask: optional ``[N]``; the loss is Σ_t m_t ℓ_t / max(Σ_t m_t, 1).
+        bias: optional LM-head bias ``[V]``.
+        actions: sampled token ids ``[N]``, only for the stats; taken from ``advantages`` when
+            those are sparse (a different ``actions`` is then an error).
+        chunk_size: tokens per chunk; default :func:`default_chunk_size` of V.
+        return_stats: also return a dict of per-token fp32 ``[N]`` tensors, without gradient and
+            zero for masked-out tokens: ``loss`` (ℓ_t), ``entropy`` (H(π_θ)), ``kl_old``
+            (KL(π_θ ‖ π_old)) and, when actions are known, ``sampled_prob`` (π_θ(a_t)),
+            ``logit_grad_sampled`` (|∂ℓ_t/∂z_{a_t}|) and ``logit_grad_nonsampled`` (mean |∂ℓ_t/∂z_a|
+            over a ≠ a_t).
+
+    Returns the scalar fp32 loss, or ``(loss, stats)`` with ``return_stats=True``.
+    """
+    check_choice("loss", loss, tuple(LCO_LOSSES))
+    check_choice("normalization", normalization, _advantages.NORMALIZATIONS)
+    beta = check_beta(beta)
+    _check_head("hidden", hidden, "weight", weight, "bias", bias)
+    n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
+    chunk_size = _check_chunk_size(chunk_size, vocab_size)
+    check_mask(mask, torch.Size([n_tokens]))
+
+    if isinstance(advantages, SparseAdvantages):
+        sparse = advantages
+        _check_token_vector("advantages.token_advantages", sparse.token_advantages, n_tokens)
+        _check_token_vector("advantages.actions", sparse.actions, n_tokens)
+        check_actions(sparse.actions, vocab_size, "advantages.actions")
+        check_finite("advantages.token_advantages", sparse.token_advantages)
+        if actions is not None and not torch.equal(actions, sparse.actions):
+            raise ValueError("actions differs from advantages.actions; pass one or make them agree")
+        actions = sparse.actions
+
+        def advantage_rows(start: int, end: int) -> torch.Tensor:
+            return _advantages.sparse_advantages(
+                sparse.token_advantages[start:end].detach(), sparse.actions[start:end], vocab_size
+            )
+    else:
+        advantage_rows = _row_source("advantages", advantages, n_tokens, vocab_size)
+    old_rows = None if old_logits is None else _row_source("old_logits", old_logits, n_tokens, vocab_size)
+    if actions is not None:
+        _check_token_vector("actions", actions, n_tokens)
+        check_actions(actions, vocab_size)
+
+    chunk_loss = LCOChunk(
+        loss=LCO_LOSSES[loss],
+        beta=beta,
+        advantages=advantage_rows,
+        old_logits=old_rows,
+        normalization=normalization,
+        with_stats=return_stats,
+        actions=actions if return_stats else None,
+    )
+    return _run(hidden, weight, bias, chunk_loss, mask, chunk_size, return_stats)
+
+
+def fused_sft_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """L_SFT = −E_t[log π_θ(a_t|s_t)] (eq. 1) of z = h Wᵀ (+ b), chunk by chunk.
+
+    Equal to ``lco.sft_loss(hidden @ weight.T + bias, targets, mask)`` with the logit gradient
+    π_θ − e_{a_t} of eq. (4); ``targets`` are token ids ``[N]``. Same base, memory and dtype
+    handling as :func:`fused_lco_loss`.
+    """
+    _check_head("hidden", hidden, "weight", weight, "bias", bias)
+    n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
+    chunk_size = _check_chunk_size(chunk_size, vocab_size)
+    check_mask(mask, torch.Size([n_tokens]))
+    _check_token_vector("targets", targets, n_tokens)
+    check_actions(targets, vocab_size, "targets")
+    return _run(hidden, weight, bias, CrossEntropyChunk(targets), mask, chunk_size, False)
