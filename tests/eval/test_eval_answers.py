@@ -56,3 +56,14 @@ def test_is_correct_and_rule_reward_use_the_final_answer():
     assert math_reward(completion, "0.5") == 1.0
     assert math_reward(completion, "0.4") == -1.0
     assert math_reward("no answer at all", "0.5") == -1.0
+
+
+def test_the_rule_reward_works_off_the_main_thread():
+    # math-verify's own timeout needs SIGALRM (main thread only); a trainer may score in a worker thread
+    import threading
+
+    out = []
+    worker = threading.Thread(target=lambda: out.append(math_reward("\\boxed{\\frac12}", "0.5")))
+    worker.start()
+    worker.join()
+    assert out == [1.0]

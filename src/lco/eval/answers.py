@@ -12,6 +12,7 @@ there is none, the last number in the text. Equivalence with the reference answe
 from __future__ import annotations
 
 import re
+import threading
 
 from math_verify import parse, verify
 
@@ -57,14 +58,21 @@ def _as_latex(answer: str) -> str:
     return answer if ("\\boxed" in answer or "$" in answer) else f"\\boxed{{{answer}}}"
 
 
+def _timeout_seconds() -> int | None:
+    # math-verify bounds parsing/verification time with SIGALRM, which only the main thread can use;
+    # elsewhere (a trainer's reward worker thread) it would raise, so it runs without a time limit
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
 def answers_match(predicted: str, reference: str) -> bool:
     """Whether two final answers are mathematically equivalent (math-verify)."""
-    gold = parse(_as_latex(str(reference)))
-    pred = parse(_as_latex(predicted))
+    timeout = _timeout_seconds()
+    gold = parse(_as_latex(str(reference)), parsing_timeout=timeout)
+    pred = parse(_as_latex(predicted), parsing_timeout=timeout)
     if not gold or not pred:
         # unparseable on either side: fall back to an exact match of the normalised strings
         return _normalise(predicted) == _normalise(str(reference))
-    return bool(verify(gold, pred))
+    return bool(verify(gold, pred, timeout_seconds=timeout))
 
 
 def _normalise(s: str) -> str:

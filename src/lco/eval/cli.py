@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a policy: math pass@k, reward-model scores, judge win rate, multiple choice",
+        help="Evaluate a policy: math pass@k, reward-model scores, judge win rate, multiple choice.",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -149,6 +149,8 @@ def _validate(args: argparse.Namespace) -> None:
     resolve_device(args.device)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1 (the number of sampling seeds), got {args.seeds}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     if any(k < 1 for k in args.k):
