@@ -14,14 +14,11 @@ from lco.eval.answers import answers_match, extract_answer, is_correct, math_rew
         ("no box: 3 apples then 1,000 pears", "1,000"),  # the final number
         ("it is -2.5", "-2.5"),
         ("ratio 3/4", "3/4"),
-        ("cut off \\boxed{\\frac{1}{2", None),  # unbalanced box and no number outside it… except 1 and 2
+        ("cut off \\boxed{\\frac{1}{2", "2"),  # an unclosed box (truncated): the last number instead
     ],
 )
 def test_extract_answer(completion, expected):
-    if expected is None:
-        assert extract_answer(completion) == "2"  # falls back to the last number in the text
-    else:
-        assert extract_answer(completion) == expected
+    assert extract_answer(completion) == expected
 
 
 def test_extract_answer_none_without_box_or_number():
