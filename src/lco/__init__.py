@@ -73,3 +73,15 @@ __all__ = [
     "theory",
     "value_loss",
 ]
+
+# The trainer imports TRL and transformers; load it on first use so `import lco` stays light.
+_TRAINER_NAMES = ("LCOConfig", "LCOTrainer")
+__all__ += list(_TRAINER_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _TRAINER_NAMES:
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'lco' has no attribute {name!r}")

@@ -18,12 +18,16 @@ def _text(completion) -> str:
     return completion
 
 
-def math_verify_reward(completions, answer, **kwargs) -> list[float]:
-    """+1 if the completion's ``\\boxed{}`` (or final number) equals ``answer`` by math-verify, else −1.
+def math_verify_reward(completions, answer=None, solution=None, **kwargs) -> list[float]:
+    """+1 if the completion's ``\\boxed{}`` (or final number) equals the reference by math-verify, else −1.
 
-    The rule-based reward of the paper's Table 5. Needs an ``answer`` column in the dataset.
+    The rule-based reward of the paper's Table 5. The reference comes from the dataset's ``answer``
+    column, or ``solution`` (the column name TRL's math datasets such as trl-lib/DeepMath-103K use).
     """
-    return [math_reward(_text(c), str(a)) for c, a in zip(completions, answer, strict=True)]
+    references = answer if answer is not None else solution
+    if references is None:
+        raise ValueError("the 'math' reward needs an 'answer' (or 'solution') column in the dataset")
+    return [math_reward(_text(c), str(a)) for c, a in zip(completions, references, strict=True)]
 
 
 BUILTIN_REWARDS: dict[str, Callable] = {"math": math_verify_reward}

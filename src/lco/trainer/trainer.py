@@ -21,17 +21,24 @@ sft                            :func:`lco.sft_loss` on the completions with a po
 from __future__ import annotations
 
 import functools
+import logging
+import os
 
 import torch
 from accelerate.utils import is_peft_model
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from trl import GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 
-from ..advantages import gae, group_advantages, logprob_advantages, normalize_advantages
+from ..advantages import gae, group_advantages, normalize_advantages
 from ..objectives.distill import generalized_jsd_per_token, reverse_kl_per_token
-from ..objectives.fused import SparseAdvantages, dpo_advantage_chunks, fused_lco_loss
+from ..objectives.fused import (
+    SparseAdvantages,
+    dpo_advantage_chunks,
+    fused_lco_loss,
+    logprob_advantage_chunks,
+)
 from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from ..objectives.reduction import masked_mean
 from .config import LCO_OBJECTIVES, TRL_OBJECTIVES, LCOConfig
@@ -39,6 +46,9 @@ from .data import check_train_dataset
 from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_log_ratio, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
+
+logger = logging.getLogger(__name__)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 class LCOTrainer(GRPOTrainer):
@@ -371,7 +381,7 @@ class LCOTrainer(GRPOTrainer):
                 ref_weight=w_r,
                 ref_bias=b_r,
             )
-        return _logprob_advantage_chunks(_flat(inputs["dpo_hidden"]), *self._aux_heads["dpo"])
+        return logprob_advantage_chunks(_flat(inputs["dpo_hidden"]), *self._aux_heads["dpo"])
 
     def lco_inputs(self, inputs) -> dict:
         """The fused-loss arguments (old logits and advantages sources) for one micro-batch."""
@@ -489,17 +499,6 @@ def _flat(hidden: torch.Tensor) -> torch.Tensor:
     return hidden.reshape(-1, hidden.shape[-1])
 
 
-def _logprob_advantage_chunks(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-    """A(s, a) := log φ(a|s) (eq. 12) for flattened tokens start:end, from φ's saved hidden states."""
-
-    def rows(start: int, end: int) -> torch.Tensor:
-        with torch.no_grad():
-            z = hidden[start:end].float() @ weight.float().t()
-            return logprob_advantages(z if bias is None else z + bias.float())
-
-    return rows
-
-
 def auxiliary_model_paths(args: LCOConfig) -> dict[str, str]:
     """Which frozen models the objective × advantage needs, by role."""
     paths: dict[str, str] = {}
@@ -514,16 +513,22 @@ def auxiliary_model_paths(args: LCOConfig) -> dict[str, str]:
 
 
 def check_vocabularies(policy_tokenizer, paths: dict[str, str]) -> None:
-    """Reward models, references and teachers must share the policy's tokenizer (checked before loading weights)."""
+    """Reward models, references and teachers must share the policy's tokenizer (checked before loading weights).
+
+    A local model folder saved without tokenizer files cannot be compared here; it is then only
+    held to the LM-head size check at load time, with a warning.
+    """
     tokenizer = getattr(policy_tokenizer, "tokenizer", policy_tokenizer)
     policy_vocab = tokenizer.get_vocab()
     for role, path in paths.items():
-        try:
-            other = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError) as err:
-            AutoConfig.from_pretrained(path)  # a model without its own tokenizer files still must exist
-            del err
+        if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
+            if not os.path.exists(os.path.join(path, "config.json")):
+                raise ValueError(f"the {role} model path {path} holds no model (no config.json)")
+            logger.warning(
+                "%s model at %s has no tokenizer files; its vocabulary cannot be compared", role, path
+            )
             continue
+        other = AutoTokenizer.from_pretrained(path)
         if other.get_vocab() != policy_vocab:
             raise ValueError(
                 f"the {role} model at {path} has a different vocabulary than the policy's tokenizer "
