@@ -7,6 +7,7 @@ here, before any model is loaded (see :data:`REJECTED_PAIRS` and docs/trainer.md
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
@@ -42,6 +43,8 @@ OBJECTIVES = LCO_OBJECTIVES + tuple(TRL_OBJECTIVES) + OWN_BASELINES
 ADVANTAGES = ("outcome", "dpo_token", "dpo_dense", "logprob_dense")
 DENSE_ADVANTAGES = ("dpo_dense", "logprob_dense")
 REWARD_MODEL_ADVANTAGES = ("dpo_token", "dpo_dense", "logprob_dense")
+# Step-size guard of the Gradient-Gap metrics (docs/gap.md): off, warn, or warn and lower the lr.
+GAP_STEP_GUARDS = ("off", "warn", "scale")
 
 
 def _rejected_pairs() -> dict[tuple[str, str], str]:
@@ -91,6 +94,8 @@ class LCOConfig(GRPOConfig):
         reward_model_path: φ_DPO, a causal LM trained with TRL's DPOTrainer (for the DPO advantages).
         reference_reward_model_path: φ_ref, the model φ_DPO was trained from.
         teacher_model_path: the teacher for ``minillm``/``gkd`` (defaults to ``reward_model_path``, as in Table 4).
+        gap_every: log the Gradient-Gap metrics (Δμ, η_k, M, the bound on J) every this many steps; 0 = off.
+        gap_step_guard: ``off`` (default), ``warn`` or ``scale``: the heuristic step-size guard of docs/gap.md.
     """
 
     objective: str = field(
@@ -161,6 +166,34 @@ class LCOConfig(GRPOConfig):
             "backward passes; paper Figs. 3-6). 0 disables."
         },
     )
+    gap_every: int = field(
+        default=0,
+        metadata={
+            "help": "Every this many optimizer steps, log the Gradient-Gap metrics of Suk & Duan (gap/delta_mu, "
+            "gap/eta, gap/M, gap/J_lower_bound, ...; docs/gap.md) for any objective: two extra backward passes "
+            "over the correct and incorrect completions and three parameter-sized fp32 buffers. Needs binary "
+            "sequence rewards (correct = reward > 0). 0 disables."
+        },
+    )
+    gap_step_guard: str = field(
+        default="off",
+        metadata={
+            "help": "Step-size guard (a heuristic beyond the paper, docs/gap.md): 'off', 'warn' (warn when the "
+            "step η_k exceeds gap_step_guard_tolerance × the estimated threshold of eq. 15a) or 'scale' (also "
+            "lower the learning rate). Needs gap_every > 0; it judges the steps the gap metrics measure."
+        },
+    )
+    gap_step_guard_tolerance: float = field(
+        default=4.0,
+        metadata={
+            "help": "Step-size guard: act when η_k > tolerance × the estimated threshold η*_k. The estimate is "
+            "conservative: on the paper's App. F instance the sharp collapse step is 5.8× it (docs/gap.md)."
+        },
+    )
+    gap_step_guard_min_lr_scale: float = field(
+        default=0.01,
+        metadata={"help": "Step-size guard 'scale': the learning-rate multiplier never goes below this."},
+    )
     max_nonfinite_steps: int = field(
         default=3,
         metadata={
@@ -212,6 +245,33 @@ def validate_choices(config: LCOConfig) -> None:
         raise ValueError(f"lco_chunk_size must be positive, got {config.lco_chunk_size}")
     if config.dynamics_every < 0:
         raise ValueError(f"dynamics_every must be >= 0, got {config.dynamics_every}")
+    if config.gap_every < 0:
+        raise ValueError(
+            f"gap_every must be >= 0 (0 disables the Gradient-Gap metrics), got {config.gap_every}"
+        )
+    if config.gap_step_guard not in GAP_STEP_GUARDS:
+        raise ValueError(
+            f"gap_step_guard must be one of {', '.join(GAP_STEP_GUARDS)}; got {config.gap_step_guard!r}"
+        )
+    if config.gap_step_guard != "off" and config.gap_every == 0:
+        raise ValueError(
+            f"gap_step_guard={config.gap_step_guard!r} needs gap_every > 0: the guard judges the steps whose Gap "
+            "Alignment the gap metrics measure"
+        )
+    if not (math.isfinite(config.gap_step_guard_tolerance) and config.gap_step_guard_tolerance > 0):
+        raise ValueError(
+            f"gap_step_guard_tolerance must be finite and > 0, got {config.gap_step_guard_tolerance}"
+        )
+    if not 0 < config.gap_step_guard_min_lr_scale <= 1:
+        raise ValueError(
+            f"gap_step_guard_min_lr_scale must lie in (0, 1], got {config.gap_step_guard_min_lr_scale}"
+        )
+    if config.gap_step_guard == "scale" and config.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy"):
+        raise ValueError(
+            "gap_step_guard='scale' rescales the rate the scheduler sets from its base each step; "
+            f"lr_scheduler_type={str(config.lr_scheduler_type)!r} changes the rate in place, so the scaling would "
+            "compound"
+        )
     if config.max_nonfinite_steps < 1:
         raise ValueError(f"max_nonfinite_steps must be >= 1, got {config.max_nonfinite_steps}")
     if config.objective == "ppo" and config.ppo_epochs < 1:

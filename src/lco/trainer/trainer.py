@@ -43,6 +43,7 @@ from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_lo
 from ..objectives.reduction import masked_mean
 from .config import LCO_OBJECTIVES, TRL_OBJECTIVES, LCOConfig
 from .data import check_train_dataset
+from .gap_monitor import GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_log_ratio, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
@@ -137,6 +138,7 @@ class LCOTrainer(GRPOTrainer):
         self._aux_heads: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._dynamics_norms: dict[str, float] = {}
         self._last_rewards: torch.Tensor | None = None
+        self._gap_monitor = self._add_gap_monitor() if args.gap_every > 0 else None
 
     # ------------------------------------------------------------------ models
 
@@ -225,6 +227,8 @@ class LCOTrainer(GRPOTrainer):
         for key, pieces in saved.items():
             output[key] = torch.cat(pieces)
         self._attach_token_advantages(output)
+        if self._gap_monitor is not None:
+            output["sequence_rewards"] = self._gap_sequence_rewards(output["advantages"].numel())
         return output
 
     def _value_head(self) -> nn.Module:
@@ -301,6 +305,10 @@ class LCOTrainer(GRPOTrainer):
             raise ValueError("LCOTrainer does not support returning outputs")
         if self._dynamics_due():
             self._log_gradient_norms_by_sign(model, inputs)
+        if self._gap_monitor is not None and self._gap_monitor.due(
+            self.state.global_step, self.model.training
+        ):
+            self._gap_monitor.accumulate(self.accelerator.unwrap_model(model), inputs)
         return self._objective_loss(model, inputs)
 
     def _objective_loss(self, model, inputs):
@@ -360,6 +368,54 @@ class LCOTrainer(GRPOTrainer):
             del self._metrics["train"][key][snapshot.get(key, 0) :]
         for sign, value in self._dynamics_norms.items():
             self._metrics["train"][f"lco/grad_norm_{sign}"].append(value)
+
+    # ------------------------------------------------------------------ Gradient-Gap metrics (lco.gap)
+
+    def _add_gap_monitor(self) -> GapMonitor:
+        """The Gradient-Gap monitor (and the step-size guard), appended after every other callback."""
+        args = self.args
+        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        if self.is_fsdp_enabled or zero3:
+            raise ValueError(
+                "gap_every > 0 needs every process to hold the full parameters (one device or DDP, DeepSpeed "
+                "ZeRO-1/2): it copies θ and takes score gradients on the unwrapped module, which FSDP and ZeRO-3 shard"
+            )
+        metrics = self._metrics["train"]
+        guard_on = args.gap_step_guard != "off"
+        monitor = GapMonitor(
+            args.gap_every, self._completion_token_logps, self.accelerator, metrics, keep_log_ratios=guard_on
+        )
+        self.add_callback(monitor)
+        if guard_on:
+            self.add_callback(
+                StepSizeGuard(
+                    monitor,
+                    args.gap_step_guard,
+                    args.gap_step_guard_tolerance,
+                    args.gap_step_guard_min_lr_scale,
+                    max_length=args.max_completion_length,
+                    metrics=metrics,
+                )
+            )
+        return monitor
+
+    def _gap_sequence_rewards(self, n_local: int) -> torch.Tensor:
+        """This process's weighted sequence rewards, NaN where every reward function declined to score."""
+        _, rewards = self._sequence_rewards(n_local)
+        start = self.accelerator.process_index * n_local
+        unscored = torch.isnan(self._last_rewards[start : start + n_local]).all(dim=1)
+        return rewards.masked_fill(unscored.to(rewards.device), float("nan"))
+
+    def _completion_token_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π_θ(o_t | q, o_<t) of the completion tokens ``[B, T]`` (with grad, sampling temperature), and
+        the mask of the tokens the policy generated (tool outputs excluded)."""
+        ids, am, k, mask = self._sequence_inputs(inputs)
+        tokens = inputs["completion_ids"]
+
+        def head_fn(h, w, b):
+            return chunked_token_stats(h, w, b, tokens, self.args.lco_chunk_size, self.temperature)[0]
+
+        return head_outputs(model, ids, am, k, head_fn), mask.float()
 
     def _sequence_inputs(self, inputs):
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
