@@ -146,11 +146,13 @@ def test_every_normalization_matches_normalize_advantages(loss, normalization):
         torch.testing.assert_close(f, n, **TOL)
 
 
-def test_the_callers_advantage_tensor_is_not_modified():
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "none"])
+def test_the_callers_advantages_and_old_logits_are_not_modified(normalization):
     p = _problem()
-    before = p["dense_advantages"].clone()
-    _fused_lco(p, "lco_mse", p["dense_advantages"], None, None, 4, normalization="none")
-    assert torch.equal(p["dense_advantages"], before)
+    adv, old = p["dense_advantages"], p["old"][0] @ p["old"][1].T
+    adv_before, old_before = adv.clone(), old.clone()
+    _fused_lco(p, "lco_mse", adv, old, None, 4, normalization=normalization)
+    assert torch.equal(adv, adv_before) and torch.equal(old, old_before)
 
 
 @settings(max_examples=25, deadline=None)

@@ -258,9 +258,12 @@ class LCOChunk:
         z_old = z if self.old_logits is None else self.old_logits(start, end)
         adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
         # eq. 7, as lco.optimal_logits but without its isfinite scans: the sources are checked
-        # once by _row_source (and z is finite when hidden and weight are).
-        z_star = torch.add(z_old.float(), adv, alpha=1.0 / self.beta)
-        del adv  # free the [c, V] advantage block before the loss allocates its own
+        # once by _row_source (and z is finite when hidden and weight are). "mean"/"mean_std"
+        # return a fresh tensor, which then takes z* in place (one [c, V] allocation fewer);
+        # "none" may hand back the caller's own tensor, which must not be written.
+        out = None if self.normalization == "none" else adv
+        z_star = torch.add(z_old.float(), adv, alpha=1.0 / self.beta, out=out)
+        del adv
         value = self.loss.value(z, z_star)
         grad = self.loss.logit_grad(z, z_star)
         stats = None

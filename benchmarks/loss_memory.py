@@ -1,0 +1,324 @@
+"""Peak memory and time of the naive vs the fused (chunked) LM-head losses.
+
+For each LCO loss (eqs. 8–10) and for plain cross-entropy (SFT, eq. 1), one forward + backward of
+the loss of z = h Wᵀ w.r.t. ``hidden`` and ``weight``:
+
+- naive: ``z = hidden @ weight.T`` for all N tokens, then ``lco.lco_<loss>`` / ``lco.sft_loss`` and
+  autograd — the ``[N, V]`` logits and autograd's ``[N, V]`` intermediates all exist at once;
+- fused: :func:`lco.fused_lco_loss` / :func:`lco.fused_sft_loss` at their default chunk size.
+
+Both get the inputs in the form the trainer has them. ``sparse`` (the trainer's default): an
+on-policy step (fused ``old_logits=None``; naive ``z.detach()``) with sparse outcome advantages
+(eq. 11) given as ``[N]`` token advantages and sampled actions — the naive side materialises them
+with ``lco.sparse_advantages`` inside the measured step. ``dpo_dense`` (LCO-KLD only): the dense DPO
+advantage log φ_DPO − log φ_ref (eq. 13) from two extra heads' hidden states ``[N, H]`` and weights
+``[V, H]`` — naive computes both ``[N, V]`` logits, fused uses :func:`lco.dpo_advantage_chunks`.
+Advantages are mean-normalised over the vocabulary (§4.4) in both.
+
+Method. Every (case, implementation) runs in its own subprocess, so that one run's freed-but-
+retained heap cannot hide another's peak. The worker warms the code path up on tiny inputs,
+allocates the inputs, then resets the kernel's RSS high-water mark by writing ``5`` to
+``/proc/self/clear_refs`` and reads the baseline ``VmRSS`` from ``/proc/self/status``; after the
+repeats it reads ``VmHWM``. Peak extra memory = VmHWM − baseline: every page the step touched
+above the inputs, parameter gradients included (``.grad`` is reset before each repeat, so one
+copy). RSS rather than a torch allocator counter because CPU torch keeps none; ``getrusage``'s
+``ru_maxrss`` cannot be reset, so it would include the warm-up and input allocation. Time is the
+median wall time of the repeats (each one a full forward + backward).
+
+Before launching a case, its peak is estimated (``EST_BLOCKS`` fp32 ``[N, V]`` blocks for naive,
+about ten ``[chunk, V]`` blocks for fused, plus ``[V, H]`` and ``[N, H]`` gradients); a case whose
+estimate exceeds ``MemAvailable`` minus a 2 GiB margin is recorded as skipped, with the numbers.
+
+Output: one JSON record per case (stdout, one line each, as they finish; ``--json OUT`` gets the
+list), with ``mem_ratio`` and ``time_ratio`` (fused / naive) and ``ce_time_ratio`` (fused LCO /
+fused CE at the same N, V; ``plain_ce_time_ratio`` divides by the naive CE instead).
+
+    OMP_NUM_THREADS=2 python benchmarks/loss_memory.py --json results.json
+    python benchmarks/loss_memory.py --quick               # a smoke run in seconds
+    python benchmarks/loss_memory.py --table results.json  # the README's markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+LOSSES = ("ce", "lco_mse", "lco_lch", "lco_kld")
+SIZES = ((2048, 32000), (2048, 152064), (8192, 32000), (8192, 152064))
+HIDDEN = 1024
+QUICK_SIZES = ((2048, 4096),)
+QUICK_HIDDEN = 64
+BETA = 1.0
+MARGIN_BYTES = 2 * 2**30
+
+# fp32 [N, V] blocks alive at the naive step's peak (logits, advantages, z*, the loss's
+# intermediates that autograd saves, the logit gradient), a conservative guess per loss;
+# replaced by the measured value once a smaller case of the same kind has run.
+EST_BLOCKS = {"ce": 4, "lco_mse": 7, "lco_lch": 14, "lco_kld": 10}
+
+
+# --- the worker: one (case, implementation) in its own process -----------------------------------
+
+
+def _memory_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    # "5" resets VmHWM to the current RSS (Documentation/filesystems/proc.rst, clear_refs).
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _inputs(torch, n, v, h, advantages, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    inp = {
+        "hidden": torch.randn(n, h, generator=g).requires_grad_(),
+        "weight": (torch.randn(v, h, generator=g) / h**0.5).requires_grad_(),
+        "token_advantages": torch.randn(n, generator=g),
+        "actions": torch.randint(0, v, (n,), generator=g),
+    }
+    if advantages == "dpo_dense":
+        for role in ("dpo", "ref"):
+            inp[f"{role}_hidden"] = torch.randn(n, h, generator=g)
+            inp[f"{role}_weight"] = torch.randn(v, h, generator=g) / h**0.5
+    return inp
+
+
+def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
+    """One forward + backward, in the form the trainer would run it."""
+    hidden, weight = inp["hidden"], inp["weight"]
+    v = weight.shape[0]
+    if impl == "fused":
+        if loss == "ce":
+            value = lco.fused_sft_loss(hidden, weight, inp["actions"], chunk_size=chunk_size)
+        else:
+            if advantages == "sparse":
+                adv = lco.SparseAdvantages(inp["token_advantages"], inp["actions"])
+            else:
+                adv = lco.dpo_advantage_chunks(
+                    inp["dpo_hidden"], inp["dpo_weight"], None, inp["ref_hidden"], inp["ref_weight"], None
+                )
+            value = lco.fused_lco_loss(
+                hidden, weight, loss=loss, beta=BETA, advantages=adv, old_logits=None, chunk_size=chunk_size
+            )
+    else:
+        z = hidden @ weight.T
+        if loss == "ce":
+            value = lco.sft_loss(z, inp["actions"])
+        else:
+            with torch.no_grad():
+                if advantages == "sparse":
+                    adv = lco.sparse_advantages(inp["token_advantages"], inp["actions"], v)
+                else:
+                    adv = lco.dpo_advantages(
+                        inp["dpo_hidden"] @ inp["dpo_weight"].T, inp["ref_hidden"] @ inp["ref_weight"].T
+                    )
+                adv = lco.normalize_advantages(adv, "mean")
+            value = getattr(lco, loss)(z, z.detach(), adv, BETA)
+            del adv
+        del z
+    value.backward()
+
+
+def worker(spec: dict) -> dict:
+    import torch
+
+    import lco
+
+    torch.manual_seed(0)
+    loss, adv, impl = spec["loss"], spec["advantages"], spec["impl"]
+    # Warm the exact code path up (kernels, thread pool, lazy imports) before the baseline.
+    _step(torch, lco, loss, adv, impl, _inputs(torch, 64, 128, 16, adv), spec["chunk_size"])
+    inp = _inputs(torch, spec["N"], spec["V"], spec["H"], adv)
+    base_kb = _memory_kb("VmRSS")
+    _reset_peak()
+    times = []
+    for _ in range(spec["repeats"]):
+        inp["hidden"].grad = inp["weight"].grad = None
+        start = time.perf_counter()
+        _step(torch, lco, loss, adv, impl, inp, spec["chunk_size"])
+        times.append(time.perf_counter() - start)
+    peak_kb = _memory_kb("VmHWM")
+    return {
+        "peak_extra_mb": round((peak_kb - base_kb) / 1024, 1),
+        "baseline_rss_mb": round(base_kb / 1024, 1),
+        "time_s": round(statistics.median(times), 3),
+        "times_s": [round(t, 3) for t in times],
+        "threads": torch.get_num_threads(),
+    }
+
+
+# --- the driver --------------------------------------------------------------------------------------
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("MemAvailable not in /proc/meminfo")
+
+
+def _estimate(loss, adv, impl, n, v, h, chunk, blocks) -> float:
+    params = 2 * v * h * 4 + 2 * n * h * 4  # grad_weight (+ its fp32 accumulator), grad_hidden
+    if impl == "naive":
+        return blocks.get((loss, adv), EST_BLOCKS[loss]) * n * v * 4 + params
+    return 10 * min(chunk, n) * v * 4 + params
+
+
+def _run_worker(spec: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _cases(quick: bool):
+    sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
+    for n, v in sizes:
+        for loss in LOSSES:  # CE first: the LCO records of this size divide by its time
+            yield loss, "sparse", n, v, h
+        yield "lco_kld", "dpo_dense", n, v, h
+
+
+def run(args) -> list[dict]:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    from lco.objectives.fused import default_chunk_size
+
+    biggest = max(n * v for n, v in (QUICK_SIZES if args.quick else SIZES))
+    blocks: dict[tuple[str, str], float] = {}
+    ce_times: dict[tuple[int, int], dict] = {}
+    records = []
+    for loss, adv, n, v, h in _cases(args.quick):
+        chunk = args.chunk_size or default_chunk_size(v)
+        # The biggest case is run once: it dominates the wall time on a 2-core CPU.
+        repeats = 1 if (n * v == biggest and not args.quick) else args.repeats
+        rec = {"loss": loss, "advantages": adv if loss != "ce" else "targets", "N": n, "V": v, "H": h}
+        rec.update({"chunk_size": chunk, "repeats": repeats, "skipped": {}})
+        for impl in ("naive", "fused"):
+            need = _estimate(loss, adv, impl, n, v, h, chunk, blocks)
+            avail = _mem_available() - MARGIN_BYTES
+            rec[f"{impl}_estimate_gb"] = round(need / 2**30, 2)
+            if need > avail:
+                rec["skipped"][impl] = (
+                    f"estimated peak {need / 2**30:.1f} GB > {avail / 2**30:.1f} GB available "
+                    f"(MemAvailable minus a {MARGIN_BYTES / 2**30:.0f} GB margin)"
+                )
+                rec[impl] = None
+                continue
+            spec = {"loss": loss, "advantages": adv, "impl": impl, "N": n, "V": v, "H": h}
+            spec.update({"chunk_size": chunk, "repeats": repeats})
+            rec[impl] = _run_worker(spec)
+            if impl == "naive" and "peak_extra_mb" in rec[impl]:
+                measured = (rec[impl]["peak_extra_mb"] * 2**20 - 2 * v * h * 4) / (n * v * 4)
+                blocks[(loss, adv)] = max(blocks.get((loss, adv), 0.0), 1.1 * measured)
+        rec.update(_ratios(rec, ce_times.get((n, v))))
+        if loss == "ce":
+            ce_times[(n, v)] = rec
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+        if args.json:
+            _write(args.json, records, args)
+    return records
+
+
+def _ok(result) -> bool:
+    return isinstance(result, dict) and "time_s" in result
+
+
+def _ratios(rec: dict, ce: dict | None) -> dict:
+    naive, fused = rec.get("naive"), rec.get("fused")
+    out = {"mem_ratio": None, "time_ratio": None, "ce_time_ratio": None, "plain_ce_time_ratio": None}
+    if _ok(naive) and _ok(fused):
+        out["mem_ratio"] = round(fused["peak_extra_mb"] / max(naive["peak_extra_mb"], 1e-9), 3)
+        out["time_ratio"] = round(fused["time_s"] / naive["time_s"], 3)
+    if ce is not None and _ok(fused):
+        if _ok(ce.get("fused")):
+            out["ce_time_ratio"] = round(fused["time_s"] / ce["fused"]["time_s"], 3)
+        if _ok(ce.get("naive")):
+            out["plain_ce_time_ratio"] = round(fused["time_s"] / ce["naive"]["time_s"], 3)
+    return out
+
+
+def _write(path: str, records: list[dict], args) -> None:
+    meta = {
+        "benchmark": "loss_memory",
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "loadavg_at_write": os.getloadavg(),
+        "ce_time_ratio": "fused LCO time / fused CE (lco.fused_sft_loss) time at the same N, V",
+        "plain_ce_time_ratio": "fused LCO time / naive CE (lco.sft_loss on hidden @ weight.T) time",
+    }
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "records": records}, f, indent=1)
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The README's table: one row per case, ratios first, then the absolute numbers."""
+
+    def cell(result, key, fmt):
+        return format(result[key], fmt) if _ok(result) else "skipped"
+
+    def ratio(x):
+        return "–" if x is None else f"{x:.2f}"
+
+    lines = [
+        "| loss | advantages | N | V | mem_ratio | time_ratio | ce_time_ratio | naive peak MB | fused peak MB "
+        "| naive s | fused s | chunk |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        n, f = r.get("naive"), r.get("fused")
+        lines.append(
+            f"| {r['loss']} | {r['advantages']} | {r['N']} | {r['V']} | {ratio(r['mem_ratio'])} "
+            f"| {ratio(r['time_ratio'])} | {ratio(r['ce_time_ratio'])} "
+            f"| {cell(n, 'peak_extra_mb', '.0f')} | {cell(f, 'peak_extra_mb', '.0f')} "
+            f"| {cell(n, 'time_s', '.2f')} | {cell(f, 'time_s', '.2f')} | {r['chunk_size']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="write the records (and run metadata) to this file")
+    parser.add_argument("--quick", action="store_true", help="one tiny size: a smoke run in seconds")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per case (the biggest: 1)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="fused chunk size (default: the library's)"
+    )
+    parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results file and exit")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)["records"]))
+        return
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    records = run(args)
+    print(markdown_table(records), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
