@@ -232,6 +232,40 @@ def test_the_value_head_is_not_part_of_theta(tmp_path, tiny_models, tokenizer, p
     assert "gap/eta" in _gap_logs(trainer)[0]
 
 
+def test_resume_continues_the_cumulative_alignment_and_the_lr_scale(
+    tmp_path, tiny_models, tokenizer, prompts
+):
+    common = dict(gap_step_guard="scale", learning_rate=1.0, save_strategy="steps", save_steps=2)
+    first = _trainer(tmp_path, tiny_models, tokenizer, prompts, max_steps=2, **common)
+    first.train()
+    saved = {
+        "M": float(first._gap_monitor.cumulative.value),
+        "J0": first._gap_monitor.initial_success_rate,
+        "scale": first._step_guard.lr_scale,
+    }
+    assert saved["M"] > 0 and saved["scale"] < 1
+
+    resumed = _trainer(tmp_path, tiny_models, tokenizer, prompts, max_steps=3, **common)
+    rates = {}
+
+    class Rates(TrainerCallback):
+        def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            rates[state.global_step] = (optimizer.param_groups[0]["lr"], lr_scheduler.get_last_lr()[0])
+
+    resumed.add_callback(Rates())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    actual, planned = rates[2]
+    assert actual == pytest.approx(planned * saved["scale"])  # the first resumed step is already scaled
+    log = next(log for log in _gap_logs(resumed) if log["step"] == 3)
+    expected = saved["M"] + max(log.get("gap/delta_mu", 0.0), 0.0) * log["gap/eta"]
+    assert log["gap/M"] == pytest.approx(expected, rel=1e-6)
+    assert log["gap/J_lower_bound"] == pytest.approx(
+        success_rate_lower_bound(saved["J0"], expected), rel=1e-9
+    )
+
+
 # --- the step-size guard ----------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from ..gap.step_guard import (
     next_lr_scale,
 )
 
+GAP_STATE_FILE = "gap_monitor_state.json"  # in each checkpoint folder, next to TRL's own state files
 # (module, micro-batch) -> (log π_θ(o_t | q, o_<t) [B, T] with grad, mask of the policy's tokens [B, T])
 TokenLogps = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
 
@@ -120,6 +121,19 @@ class GapMonitor(TrainerCallback):
 
     def due(self, step: int, training: bool) -> bool:
         return training and step % self.every == 0
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue M(K) and the bound (saved with each checkpoint)."""
+        return {
+            "cumulative_gap_alignment": float(self.cumulative.value),
+            "measured_steps": self.cumulative.steps,
+            "initial_success_rate": self.initial_success_rate,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cumulative.value = state["cumulative_gap_alignment"]
+        self.cumulative.steps = state["measured_steps"]
+        self.initial_success_rate = state["initial_success_rate"]
 
     # ------------------------------------------------------------------ during the step
 
@@ -259,8 +273,8 @@ class StepSizeGuard(TrainerCallback):
     the scheduler sets by :func:`next_lr_scale`'s factor from then on (``gap/lr_scale``). Steps
     with Δμ(k) ≤ 0 get no verdict: a smaller step does not fix a misaligned direction.
 
-    Must run after the :class:`GapMonitor` in the callback list; both act at ``on_step_end``,
-    which comes after the scheduler's step, so the scaled rate is the one the next step uses.
+    Must come after the :class:`GapMonitor` in the callback list: both act at ``on_step_end``. The
+    scale is applied at ``on_step_begin``, to the rate the scheduler set for that step.
     """
 
     def __init__(
@@ -282,14 +296,23 @@ class StepSizeGuard(TrainerCallback):
         self.exceeded = 0  # steps above tolerance·η* since the last warning
         self._last_warning_step: int | None = None
 
-    def on_step_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+    def state_dict(self) -> dict:
+        return {"lr_scale": self.lr_scale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr_scale = state["lr_scale"]
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if self.mode == "scale" and optimizer is not None and lr_scheduler is not None:
+            # The scheduler sets each step's rate from its base; scale that one, every step (and after a resume).
+            for group, scheduled in zip(optimizer.param_groups, lr_scheduler.get_last_lr(), strict=True):
+                group["lr"] = scheduled * self.lr_scale
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
         record, self.monitor.last = self.monitor.last, None
         if record is not None and record.token_log_ratios is not None:
             self._judge(record)
-        if self.mode == "scale" and optimizer is not None and lr_scheduler is not None:
-            # The scheduler has just set the next step's rate from its base; scale that, every step.
-            for group, scheduled in zip(optimizer.param_groups, lr_scheduler.get_last_lr(), strict=True):
-                group["lr"] = scheduled * self.lr_scale
         return control
 
     def _judge(self, record: GapStep) -> None:

@@ -21,6 +21,7 @@ sft                            :func:`lco.sft_loss` on the completions with a po
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 
@@ -28,6 +29,7 @@ import torch
 from accelerate.utils import is_peft_model
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 
@@ -43,7 +45,7 @@ from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_lo
 from ..objectives.reduction import masked_mean
 from .config import LCO_OBJECTIVES, TRL_OBJECTIVES, LCOConfig
 from .data import check_train_dataset
-from .gap_monitor import GapMonitor, StepSizeGuard
+from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_log_ratio, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
@@ -386,18 +388,41 @@ class LCOTrainer(GRPOTrainer):
             args.gap_every, self._completion_token_logps, self.accelerator, metrics, keep_log_ratios=guard_on
         )
         self.add_callback(monitor)
+        self._step_guard = None
         if guard_on:
-            self.add_callback(
-                StepSizeGuard(
-                    monitor,
-                    args.gap_step_guard,
-                    args.gap_step_guard_tolerance,
-                    args.gap_step_guard_min_lr_scale,
-                    max_length=args.max_completion_length,
-                    metrics=metrics,
-                )
+            self._step_guard = StepSizeGuard(
+                monitor,
+                args.gap_step_guard,
+                args.gap_step_guard_tolerance,
+                args.gap_step_guard_min_lr_scale,
+                max_length=args.max_completion_length,
+                metrics=metrics,
             )
+            self.add_callback(self._step_guard)
         return monitor
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self._gap_monitor is not None and self.args.should_save:
+            # M(K), J(0) and the guard's lr scale continue on resume, as TRL does for its entropy controller.
+            state = {"monitor": self._gap_monitor.state_dict()}
+            if self._step_guard is not None:
+                state["step_guard"] = self._step_guard.state_dict()
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
+                json.dump(state, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, GAP_STATE_FILE) if checkpoint is not None else None
+        if self._gap_monitor is not None and path is not None and os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            self._gap_monitor.load_state_dict(state["monitor"])
+            if self._step_guard is not None and "step_guard" in state:
+                self._step_guard.load_state_dict(state["step_guard"])
 
     def _gap_sequence_rewards(self, n_local: int) -> torch.Tensor:
         """This process's weighted sequence rewards, NaN where every reward function declined to score."""
