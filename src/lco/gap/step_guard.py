@@ -15,10 +15,11 @@ everything else. The heuristic here replaces the unknowns by what one step revea
 
 What that changes, honestly: G_p is a supremum over all tokens and all directions, the estimate
 is a mean over sampled tokens in one direction, so it is smaller and the threshold larger than
-(15a) with the true constants; (15a) is itself a sufficient condition and conservative (on the
-App. F instance the sharp collapse threshold is ~300× the Theorem 1 step, see docs/gap.md). The
-two effects do not cancel in any controlled way, so the estimate is a scale, not a guarantee;
-the guard compares η_k against ``tolerance`` times it.
+(15a) with the true constants; (15a) is itself a sufficient condition and conservative. The two
+effects do not cancel in any controlled way in general. On the App. F instance, where the sharp
+collapse step η* is known, the estimate is η*/5.8 for J from 0.06 to 0.79 and ≈ η*/1.1 at
+J = 0.96 (tests/gap/test_step_guard.py, docs/gap.md), so it is a scale, not a guarantee; the
+guard compares η_k against ``tolerance`` times it.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ class LCOConfig(GRPOConfig):
         default=4.0,
         metadata={
             "help": "Step-size guard: act when η_k > tolerance × the estimated threshold η*_k. The estimate is "
-            "conservative: on the paper's App. F instance the sharp collapse step is 5.8× it (docs/gap.md)."
+            "conservative: on the paper's App. F instance the sharp collapse step is 5.8× it for J ≤ 0.8 (docs/gap.md)."
         },
     )
     gap_step_guard_min_lr_scale: float = field(
