@@ -8,7 +8,11 @@ snapshotted around the step.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -264,6 +268,46 @@ def test_resume_continues_the_cumulative_alignment_and_the_lr_scale(
     assert log["gap/J_lower_bound"] == pytest.approx(
         success_rate_lower_bound(saved["J0"], expected), rel=1e-9
     )
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_measure_the_gap_of_their_pooled_batch(tmp_path, tiny_models):
+    script = Path(__file__).with_name("gap_distributed_run.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    done = subprocess.run(
+        [*launch, str(script), tiny_models["policy"], str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"gap_rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    gap_logs = [[{k: v for k, v in log.items() if k.startswith("gap/")} for log in r["logs"]] for r in ranks]
+    assert gap_logs[0] == gap_logs[1]  # every rank logs the all-reduced values
+    log = ranks[0]["logs"][0]
+    assert "gap/delta_mu" in log and "gap/step_ratio" in log
+    # Δμ(0) of the pooled batch, recomputed in one process from both ranks' rows
+    reference = AutoModelForCausalLM.from_pretrained(tiny_models["policy"])
+    with torch.no_grad():
+        for p, value in zip(policy_parameters(reference), ranks[0]["before"], strict=True):
+            p.copy_(value)
+    rows = [batch for rank in ranks for batch in rank["rows"]]
+    logps = torch.cat([_sequence_log_probs(reference, batch, 1.0) for batch in rows])
+    correct = torch.cat([batch["sequence_rewards"] for batch in rows]) > 0
+    params = policy_parameters(reference)
+    g_plus = torch.autograd.grad(logps[correct].mean(), params, retain_graph=True)
+    g_minus = torch.autograd.grad(logps[~correct].mean(), params)
+    gap = torch.cat([(a - b).reshape(-1) for a, b in zip(g_plus, g_minus, strict=True)])
+    update = torch.cat(
+        [(a - b).reshape(-1) for a, b in zip(ranks[0]["after"], ranks[0]["before"], strict=True)]
+    )
+    assert log["gap/delta_mu"] == pytest.approx(float(update @ gap / update.norm()), rel=1e-4)
+    assert log["gap/eta"] == pytest.approx(float(update.norm()), rel=1e-5)
+    assert log["gap/success_rate"] == pytest.approx(float(correct.float().mean()))
 
 
 # --- the step-size guard ----------------------------------------------------------------------
