@@ -216,3 +216,28 @@ def test_cli_train_reports_bad_input_in_one_line(tmp_path, tiny_models, capsys):
     assert lco_main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("objective", ["lco_kld", "ppo", "reinforce", "grpo"])
+def test_evaluation_during_training_computes_the_objective(
+    tmp_path, tiny_models, tokenizer, prompts, objective
+):
+    args = tiny_config(
+        tmp_path,
+        tiny_models,
+        objective=objective,
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=2,
+    )
+    trainer = LCOTrainer(
+        tiny_models["policy"],
+        parity_reward,
+        args,
+        train_dataset=prompts,
+        eval_dataset=prompts,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    eval_logs = [log for log in trainer.state.log_history if "eval_loss" in log]
+    assert len(eval_logs) == 2 and all(torch.isfinite(torch.tensor(log["eval_loss"])) for log in eval_logs)

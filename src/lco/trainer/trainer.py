@@ -186,8 +186,6 @@ class LCOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
-        if not self.model.training:
-            return output
         args = self.args
         input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
@@ -197,7 +195,10 @@ class LCOTrainer(GRPOTrainer):
         def save(key, value):
             saved.setdefault(key, []).append(value)
 
-        needs_old_hidden = args.objective in LCO_OBJECTIVES and self._reuses_rollouts()
+        # Evaluation batches are scored once, by the current policy: there is no old policy to keep.
+        needs_old_hidden = (
+            args.objective in LCO_OBJECTIVES and self.model.training and self._reuses_rollouts()
+        )
         needs_values = args.objective == "ppo"
         batch = args.per_device_train_batch_size
         with torch.no_grad():
@@ -211,6 +212,15 @@ class LCOTrainer(GRPOTrainer):
                             self._old_head = (w.clone(), None if b is None else b.clone())
                     if needs_values:
                         save("old_values", self._value_head()(h.float()).squeeze(-1))
+                        old_logps, _ = chunked_token_stats(
+                            h,
+                            w,
+                            b,
+                            output["completion_ids"][s : s + batch],
+                            args.lco_chunk_size,
+                            self.temperature,
+                        )
+                        save("ppo_old_logps", old_logps)
                 for role, model in self._aux_models.items():
                     h, w, b = self._hidden_and_head(model, ids, am, k)
                     if role == "ppo_reference":
@@ -250,16 +260,16 @@ class LCOTrainer(GRPOTrainer):
         seq_adv = output["advantages"]  # TRL's group/batch-normalised outcome advantage, [B]
         if args.objective == "reinforce":
             all_rewards, _ = self._sequence_rewards(seq_adv.numel())
-            baseline = "leave_one_out" if self.num_generations > 1 else "mean"
-            scale = "none" if self.num_generations > 1 else "batch"
-            adv = group_advantages(
-                all_rewards, self.num_generations if self.num_generations > 1 else 1, baseline, scale
-            )
+            group = self.num_generations if self.model.training else self.num_generations_eval
+            if group > 1:
+                adv = group_advantages(all_rewards, group, baseline="leave_one_out", scale="none")
+            else:
+                adv = group_advantages(all_rewards, 1, baseline="mean", scale="batch")
             start = self.accelerator.process_index * seq_adv.numel()
             output["advantages"] = seq_adv = adv[start : start + seq_adv.numel()]
         if args.objective == "ppo":
             _, rewards = self._sequence_rewards(seq_adv.numel())
-            old_logps = output["old_per_token_logps"]
+            old_logps = output["ppo_old_logps"]
             per_token = torch.zeros_like(mask)
             if "ref_logps" in output:
                 per_token = -args.ppo_kl_coef * (old_logps - output["ref_logps"]) * mask
@@ -541,7 +551,7 @@ class LCOTrainer(GRPOTrainer):
         self._metrics[mode]["entropy"].append(float(masked_mean(entropy, mask)))
         self._metrics[mode]["lco/sampled_prob"].append(float(masked_mean(logps.detach().exp(), mask)))
         if args.objective == "ppo":
-            old_logps = inputs["old_per_token_logps"]
+            old_logps = inputs["ppo_old_logps"]
             pg = ppo_clip_loss(logps, old_logps, adv, self.epsilon_low, self.epsilon_high, mask)
             vf = value_loss(values, inputs["old_values"], inputs["returns"], args.ppo_cliprange_value, mask)
             self._metrics[mode]["lco/value_loss"].append(float(vf.detach()))
