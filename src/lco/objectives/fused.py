@@ -326,6 +326,34 @@ def _active_chunks(weights: torch.Tensor | None, n_tokens: int, chunk_size: int)
     return padded.view(n_chunks, chunk_size).any(-1).tolist()
 
 
+def _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads) -> torch.Tensor:
+    """One chunk of :class:`ChunkedLinearLoss`: returns Σ_t m_t ℓ_t, fills stats and grads in place.
+
+    A function of its own so that every ``[c, V]`` block is freed on return, before the next
+    chunk's logits are allocated.
+    """
+    grad_hidden, grad_weight, grad_bias = grads
+    h = hidden[start:end].float()
+    z = _head_logits(h, w32, b32)
+    out = chunk_loss(z, start, end)
+    del z  # the chunk loss has what it needs; free the block before the matmuls below
+    if out.stats is not None:
+        stats[:, start:end] = out.stats if m is None else out.stats * m
+    if grad_hidden is not None or grad_weight is not None or grad_bias is not None:
+        g = out.logit_grad
+        if m is None:
+            g.div_(denom)
+        else:
+            g.mul_((m / denom).unsqueeze(-1))
+        if grad_hidden is not None:
+            torch.mm(g, w32, out=grad_hidden[start:end])
+        if grad_weight is not None:
+            grad_weight.addmm_(g.T, h)
+        if grad_bias is not None:
+            grad_bias += g.sum(0)
+    return out.value.sum() if m is None else (out.value * m).sum()
+
+
 class ChunkedLinearLoss(torch.autograd.Function):
     """E_t[ℓ_t] over tokens of z = h Wᵀ (+ b), never materialising z for more than one chunk.
 
@@ -356,32 +384,12 @@ class ChunkedLinearLoss(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         stats = torch.zeros(len(chunk_loss.stat_names), n_tokens, dtype=torch.float32, device=hidden.device)
 
+        grads = (grad_hidden, grad_weight, grad_bias)
         for i, active in enumerate(_active_chunks(weights, n_tokens, chunk_size)):
-            if not active:
-                continue
-            start = i * chunk_size
-            end = min(start + chunk_size, n_tokens)
-            h = hidden[start:end].float()
-            z = _head_logits(h, w32, b32)
-            out = chunk_loss(z, start, end)
-            del z  # the chunk loss has what it needs; free the block before the matmuls below
-            m = None if weights is None else weights[start:end]
-            total += out.value.sum() if m is None else (out.value * m).sum()
-            if out.stats is not None:
-                stats[:, start:end] = out.stats if m is None else out.stats * m
-            if not (need_hidden or need_weight or need_bias):
-                continue
-            g = out.logit_grad
-            if m is None:
-                g.div_(denom)
-            else:
-                g.mul_((m / denom).unsqueeze(-1))
-            if need_hidden:
-                torch.mm(g, w32, out=grad_hidden[start:end])
-            if need_weight:
-                grad_weight.addmm_(g.T, h)
-            if need_bias:
-                grad_bias += g.sum(0)
+            if active:
+                start, end = i * chunk_size, min((i + 1) * chunk_size, n_tokens)
+                m = None if weights is None else weights[start:end]
+                total += _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads)
 
         ctx.save_for_backward(
             None if grad_hidden is None else grad_hidden.to(hidden.dtype),
