@@ -25,11 +25,14 @@ then leaves ~250 MB of retained heap that is the allocator's, not the algorithm'
 CUDA caching allocator (same-sized blocks every chunk) would reuse. The worker warms the code path up on tiny inputs,
 allocates the inputs, then resets the kernel's RSS high-water mark by writing ``5`` to
 ``/proc/self/clear_refs`` and reads the baseline ``VmRSS`` from ``/proc/self/status``; after the
-repeats it reads ``VmHWM``. Peak extra memory = VmHWM − baseline: every page the step touched
-above the inputs, parameter gradients included (``.grad`` is reset before each repeat, so one
-copy). RSS rather than a torch allocator counter because CPU torch keeps none; ``getrusage``'s
-``ru_maxrss`` cannot be reset, so it would include the warm-up and input allocation. Time is the
-median wall time of the repeats (each one a full forward + backward).
+step it reads ``VmHWM``. Peak extra memory = VmHWM − baseline: every page the step touched above
+the inputs, parameter gradients included. RSS rather than a torch allocator counter because CPU
+torch keeps none; ``getrusage``'s ``ru_maxrss`` cannot be reset, so it would include the warm-up
+and the inputs. Each repeat is a fresh process running one full forward + backward, and the
+repeats of all the cases of one (N, V) are interleaved in ABBA order (all cases, then all in
+reverse, ...), so that the load of a shared machine, which drifts over minutes, falls on naive,
+fused and CE alike. Time is the median wall time over the repeats (``cpu_s``: the median process
+CPU time, less sensitive to other jobs stealing the cores); memory the largest peak.
 
 Before launching a case, its peak is estimated (``EST_BLOCKS`` fp32 ``[N, V]`` blocks for naive,
 about ten ``[chunk, V]`` blocks for fused, plus ``[V, H]`` and ``[N, H]`` gradients); a case whose
@@ -149,18 +152,20 @@ def worker(spec: dict) -> dict:
     inp = _inputs(torch, spec["N"], spec["V"], spec["H"], adv)
     base_kb = _memory_kb("VmRSS")
     _reset_peak()
-    times = []
+    times, cpu = [], []
     for _ in range(spec["repeats"]):
         inp["hidden"].grad = inp["weight"].grad = None
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         _step(torch, lco, loss, adv, impl, inp, spec["chunk_size"])
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
     peak_kb = _memory_kb("VmHWM")
     return {
         "peak_extra_mb": round((peak_kb - base_kb) / 1024, 1),
         "baseline_rss_mb": round(base_kb / 1024, 1),
         "time_s": round(statistics.median(times), 3),
         "times_s": [round(t, 3) for t in times],
+        "cpu_s": round(statistics.median(cpu), 3),
         "threads": torch.get_num_threads(),
     }
 
@@ -198,12 +203,35 @@ def _run_worker(spec: dict, glibc_default: bool) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _cases(quick: bool):
+def _groups(quick: bool):
+    """One group per size: CE first (the LCO records divide by its time), then the LCO losses."""
     sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
     for n, v in sizes:
-        for loss in LOSSES:  # CE first: the LCO records of this size divide by its time
-            yield loss, "sparse", n, v, h
-        yield "lco_kld", "dpo_dense", n, v, h
+        yield n, v, h, [*((loss, "sparse") for loss in LOSSES), ("lco_kld", "dpo_dense")]
+
+
+def _skip_reason(need: float) -> str | None:
+    avail = _mem_available() - MARGIN_BYTES
+    if need <= avail:
+        return None
+    return (
+        f"estimated peak {need / 2**30:.1f} GB > {avail / 2**30:.1f} GB available "
+        f"(MemAvailable minus a {MARGIN_BYTES / 2**30:.0f} GB margin)"
+    )
+
+
+def _summary(samples: list[dict]) -> dict:
+    ok = [s for s in samples if "time_s" in s]
+    if not ok:
+        return {"error": samples[-1].get("error", "no sample") if samples else "no sample"}
+    return {
+        "peak_extra_mb": max(s["peak_extra_mb"] for s in ok),
+        "baseline_rss_mb": ok[0]["baseline_rss_mb"],
+        "time_s": round(statistics.median(s["time_s"] for s in ok), 3),
+        "times_s": [s["time_s"] for s in ok],
+        "cpu_s": round(statistics.median(s["cpu_s"] for s in ok), 3),
+        "threads": ok[0]["threads"],
+    }
 
 
 def run(args) -> list[dict]:
@@ -212,36 +240,45 @@ def run(args) -> list[dict]:
 
     biggest = max(n * v for n, v in (QUICK_SIZES if args.quick else SIZES))
     blocks: dict[tuple[str, str], float] = {}
-    ce_times: dict[tuple[int, int], dict] = {}
     records = []
-    for loss, adv, n, v, h in _cases(args.quick):
+    for n, v, h, cases in _groups(args.quick):
         chunk = args.chunk_size or default_chunk_size(v)
-        # The biggest case is run once: it dominates the wall time on a 2-core CPU.
+        # The biggest size is run once: it dominates the wall time on a 2-core CPU.
         repeats = 1 if (n * v == biggest and not args.quick) else args.repeats
-        rec = {"loss": loss, "advantages": adv if loss != "ce" else "targets", "N": n, "V": v, "H": h}
-        rec.update({"chunk_size": chunk, "repeats": repeats, "skipped": {}})
-        for impl in ("naive", "fused"):
-            need = _estimate(loss, adv, impl, n, v, h, chunk, blocks)
-            avail = _mem_available() - MARGIN_BYTES
-            rec[f"{impl}_estimate_gb"] = round(need / 2**30, 2)
-            if need > avail:
-                rec["skipped"][impl] = (
-                    f"estimated peak {need / 2**30:.1f} GB > {avail / 2**30:.1f} GB available "
-                    f"(MemAvailable minus a {MARGIN_BYTES / 2**30:.0f} GB margin)"
-                )
-                rec[impl] = None
-                continue
-            spec = {"loss": loss, "advantages": adv, "impl": impl, "N": n, "V": v, "H": h}
-            spec.update({"chunk_size": chunk, "repeats": repeats})
-            rec[impl] = _run_worker(spec, args.glibc_default)
-            if impl == "naive" and "peak_extra_mb" in rec[impl]:
-                measured = (rec[impl]["peak_extra_mb"] * 2**20 - 2 * v * h * 4) / (n * v * 4)
+        recs, runs = {}, []
+        for loss, adv in cases:
+            rec = {"loss": loss, "advantages": adv if loss != "ce" else "targets", "N": n, "V": v, "H": h}
+            rec.update({"chunk_size": chunk, "repeats": repeats, "skipped": {}})
+            for impl in ("naive", "fused"):
+                need = _estimate(loss, adv, impl, n, v, h, chunk, blocks)
+                rec[f"{impl}_estimate_gb"] = round(need / 2**30, 2)
+                reason = _skip_reason(need)
+                if reason:
+                    rec["skipped"][impl], rec[impl] = reason, None
+                else:
+                    runs.append((loss, adv, impl, need))
+            recs[(loss, adv)] = rec
+        # Interleaved, one repeat per process, in ABBA order: the shared machine's load drifts
+        # over minutes, and this spreads the drift over every run of the group alike.
+        samples: dict[tuple, list[dict]] = {r[:3]: [] for r in runs}
+        for rep in range(repeats):
+            for loss, adv, impl, need in runs if rep % 2 == 0 else runs[::-1]:
+                reason = _skip_reason(need)  # other engineers' jobs may have grown meanwhile
+                spec = {"loss": loss, "advantages": adv, "impl": impl, "N": n, "V": v, "H": h}
+                spec.update({"chunk_size": chunk, "repeats": 1})
+                result = {"error": reason} if reason else _run_worker(spec, args.glibc_default)
+                samples[(loss, adv, impl)].append(result)
+        for (loss, adv, impl), got in samples.items():
+            recs[(loss, adv)][impl] = _summary(got)
+            if impl == "naive" and "peak_extra_mb" in recs[(loss, adv)][impl]:
+                peak = recs[(loss, adv)][impl]["peak_extra_mb"] * 2**20
+                measured = (peak - 2 * v * h * 4) / (n * v * 4)
                 blocks[(loss, adv)] = max(blocks.get((loss, adv), 0.0), 1.1 * measured)
-        rec.update(_ratios(rec, ce_times.get((n, v))))
-        if loss == "ce":
-            ce_times[(n, v)] = rec
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
+        ce = recs[("ce", "sparse")]
+        for rec in recs.values():
+            rec.update(_ratios(rec, None if rec is ce else ce))
+            records.append(rec)
+            print(json.dumps(rec), flush=True)
         if args.json:
             _write(args.json, records, args)
     return records
@@ -311,7 +348,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the records (and run metadata) to this file")
     parser.add_argument("--quick", action="store_true", help="one tiny size: a smoke run in seconds")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per case (the biggest: 1)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="processes (timed steps) per case; the biggest size gets 1"
+    )
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="fused chunk size (default: the library's)"
     )
