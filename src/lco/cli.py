@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # sub-command modules, in the order `lco --help` lists them
-COMMAND_MODULES: tuple[str, ...] = ("lco.trainer.cli", "lco.eval.cli", "lco.gap.cli")
+COMMAND_MODULES: tuple[str, ...] = ("lco.trainer.cli", "lco.eval.cli", "lco.gap.cli", "lco.demo.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

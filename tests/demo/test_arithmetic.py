@@ -6,7 +6,7 @@ import pytest
 
 from lco.eval import is_correct
 from lco.rewards import math_verify_reward
-from lco.tasks.arithmetic import PROMPT_TEMPLATE, generate_splits, is_hard, to_dataset
+from lco.tasks.arithmetic import PROMPT_TEMPLATE, Problem, generate_splits, is_hard, to_dataset
 
 
 def test_same_seed_gives_the_same_splits_and_another_seed_does_not():
@@ -21,21 +21,29 @@ def test_evaluation_splits_do_not_depend_on_the_train_size():
 
 
 def test_splits_are_disjoint_and_sized():
-    splits = generate_splits(train_size=3000, test_size=500, hard_size=200)
+    splits = generate_splits(train_size=3000, test_size=500, hard_size=200, validation_size=100)
     expressions = {name: [p.expression for p in problems] for name, problems in splits.items()}
-    assert {name: len(e) for name, e in expressions.items()} == {"train": 3000, "test": 500, "hard": 200}
+    sizes = {name: len(e) for name, e in expressions.items()}
+    assert sizes == {"train": 3000, "test": 500, "hard": 200, "validation": 100}
     for name, e in expressions.items():
         assert len(set(e)) == len(e), f"{name} has duplicates"
-    assert not set(expressions["train"]) & set(expressions["test"])
-    assert not set(expressions["train"]) & set(expressions["hard"])
-    assert not set(expressions["test"]) & set(expressions["hard"])
+    names = list(expressions)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not set(expressions[a]) & set(expressions[b]), f"{a} and {b} overlap"
 
 
-def test_hard_problems_need_a_carry_or_borrow_in_every_digit():
+def test_hard_problems_are_subtractions_with_a_borrow():
     splits = generate_splits(train_size=500)
-    assert all(is_hard(p) for p in splits["hard"])
     for p in splits["hard"]:
-        assert p.answer >= 100 or p.answer < 0
+        a, b = (int(x) for x in p.expression.split("-"))
+        assert max(a, b) % 10 < min(a, b) % 10
+    assert is_hard(Problem("52-27", 25)) and is_hard(Problem("29-58", -29))
+    assert (
+        not is_hard(Problem("57-23", 34))
+        and not is_hard(Problem("23-58", -35))
+        and not is_hard(Problem("57+68", 125))
+    )
     # the test split is uniform: it holds hard and easy problems
     assert 0 < sum(map(is_hard, splits["test"])) < len(splits["test"])
 

@@ -1,0 +1,116 @@
+"""Stage 4 — evaluation: pass@1 on the test and hard splits, sampled (T = 0.6, top-p 0.95, as in the
+paper) and greedy, with :mod:`lco.eval`'s generation and math-verify answer checking.
+
+Input: a policy — a checkpoint, π* (eq. 6) around the warm-up with φ_DPO/φ_ref, or φ_DPO itself —
+and a sampling seed. Output (on disk): ``metrics.json`` (pass@1 per split and decoding) and
+``completions.jsonl`` (every completion with its verdict).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..eval.answers import is_correct
+from ..tasks.arithmetic import generate_splits
+from .settings import EvalSettings, TaskSettings
+
+SPLITS = ("test", "hard")
+
+
+def pass_at_one(
+    model,
+    tokenizer,
+    problems,
+    greedy: bool,
+    max_new_tokens: int,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> tuple[float, list[tuple[str, bool]]]:
+    """pass@1 (one completion per problem) of an in-memory model and the (completion, correct) pairs.
+
+    The global RNG is restored afterwards, so measuring a model during training does not change the
+    training's own sampling.
+    """
+    import torch
+
+    from ..eval.generation import DecodingConfig, TransformersGenerator, encode_prompts
+    from ..eval.policies import Policy
+
+    was_training = model.training
+    model.eval()
+    policy = Policy("checkpoint", "in-memory", model, tokenizer)
+    decoding = DecodingConfig(
+        greedy=greedy, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens
+    )
+    prompt_ids = encode_prompts(tokenizer, [p.prompt for p in problems], chat_template="off")
+    with torch.random.fork_rng():
+        completions = TransformersGenerator(policy, batch_size).generate(prompt_ids, decoding, seed)
+    model.train(was_training)
+    verdicts = [
+        (c[0].text, is_correct(c[0].text, str(p.answer))) for c, p in zip(completions, problems, strict=True)
+    ]
+    return sum(ok for _, ok in verdicts) / len(verdicts), verdicts
+
+
+def evaluate_policy(
+    out_dir: Path,
+    policy: dict,
+    seed: int,
+    task: TaskSettings,
+    settings: EvalSettings,
+    progress=None,
+) -> Path:
+    """pass@1 of ``policy`` (``{"kind": "checkpoint"|"pistar"|"rm", "model", "reward_model",
+    "ref_model", "beta"}``, as :func:`lco.eval.build_generator` takes it); writes ``metrics.json``."""
+    from ..eval.generation import DecodingConfig, build_generator, encode_prompts
+
+    out_dir = Path(out_dir)
+    splits = generate_splits(**vars(task))
+    problems = {
+        "test": splits["test"][: settings.test_problems],
+        "hard": splits["hard"][: settings.hard_problems],
+    }
+    generator = build_generator(
+        policy["kind"],
+        model=policy.get("model"),
+        reward_model=policy.get("reward_model"),
+        ref_model=policy.get("ref_model"),
+        beta=policy.get("beta", 1.0),
+        device="auto",
+        dtype="float32",
+        batch_size=settings.batch_size,
+    )
+    decodings = {
+        "sampled": DecodingConfig(
+            temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens
+        ),
+        "greedy": DecodingConfig(greedy=True, max_new_tokens=settings.max_new_tokens),
+    }
+    metrics: dict = {"seed": seed, "policy": policy}
+    with open(out_dir / "completions.jsonl", "w") as f:
+        for split in SPLITS:
+            prompt_ids = encode_prompts(
+                generator.tokenizer, [p.prompt for p in problems[split]], chat_template="off"
+            )
+            metrics[split] = {"problems": len(problems[split])}
+            for name, decoding in decodings.items():
+                completions = generator.generate(prompt_ids, decoding, seed=seed, desc=f"{split} {name}")
+                correct = 0
+                for problem, samples in zip(problems[split], completions, strict=True):
+                    ok = is_correct(samples[0].text, str(problem.answer))
+                    correct += ok
+                    record = {
+                        "split": split,
+                        "decoding": name,
+                        "prompt": problem.prompt,
+                        "answer": problem.answer,
+                    }
+                    f.write(json.dumps({**record, "completion": samples[0].text, "correct": ok}) + "\n")
+                metrics[split][f"{name}_pass@1"] = correct / len(problems[split])
+                if progress is not None:
+                    progress(1)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return out_dir / "metrics.json"

@@ -1,0 +1,375 @@
+"""The demo's recipe: the paper's experiment (§5–§6) in miniature, read top to bottom in :func:`run_demo`.
+
+    task → warm-up (π_0 and φ_ref) → reward model φ_DPO → RL (every method × seed [× lr])
+         → evaluation (pass@1, test and hard splits) → report
+
+Each stage is a function with plain inputs whose outputs are files under ``OUT/stages/<name>/``,
+cached under a key of its inputs (:mod:`lco.demo.cache`): a second run reuses what is finished, a
+killed run resumes at the stage it was in, a changed setting rebuilds what depends on it.
+Independent stages (the two warm-ups, the RL runs, the evaluations) run side by side on
+``--workers`` processes (:mod:`lco.demo.pool`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..tasks.arithmetic import generate_splits
+from .cache import Stage, remove_leftovers
+from .methods import METHODS, Method, resolve_methods
+from .pool import Job, WorkerPool
+from .settings import DemoSettings
+
+# Bump when a stage's code changes what it writes: every cached stage is then rebuilt.
+STAGE_FORMAT = 1
+_PACKAGES = ("lco", "torch", "transformers", "trl", "math-verify")
+
+
+@dataclass
+class Run:
+    """One row-entry of the table: a method at a seed (and learning rate), its stages and its policy."""
+
+    method: Method
+    seed: int
+    learning_rate: float | None  # None for policies that are not trained
+    purpose: str  # "table" or "lr_sweep"
+    train: Stage | None = None
+    evaluation: Stage | None = None
+    policy: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        lr = "" if self.learning_rate is None else f"-lr{self.learning_rate:g}"
+        return f"{self.method.name}-s{self.seed}{lr}"
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def check_output_folder(out) -> Path:
+    """Create the output folder and prove it is writable (one clear error otherwise)."""
+    out = Path(out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"output folder {str(out)!r} is not writable: {err.strerror or err}") from err
+    return out
+
+
+def check_settings(settings: DemoSettings) -> None:
+    """Everything that can be wrong with the settings, before any model is built."""
+    if isinstance(settings.seeds, bool) or not isinstance(settings.seeds, int) or settings.seeds <= 0:
+        raise ValueError(f"--seeds must be a positive integer, got {settings.seeds!r}")
+    resolve_methods(settings.methods)
+    resolve_methods(settings.lr_sweep_methods)
+    for lr in (settings.rl.learning_rate, *settings.lr_sweep):
+        if not lr > 0:
+            raise ValueError(f"learning rates must be positive, got {lr}")
+
+
+class _OutputLock:
+    """One demo per output folder: a second one would rebuild the first one's stages under it."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".demo.lock"
+
+    def __enter__(self):
+        if self.path.exists():
+            try:
+                pid = int(self.path.read_text().strip())
+                os.kill(pid, 0)
+            except (ValueError, OSError):
+                pid = None  # a stale lock of a killed demo
+            if pid is not None and pid != os.getpid():
+                raise ValueError(
+                    f"another demo (pid {pid}) is running in {self.path.parent}; wait for it or use another --out"
+                )
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------- stages
+
+
+def _versions() -> dict:
+    found = {}
+    for package in _PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return {**found, "stage_format": STAGE_FORMAT}
+
+
+def write_task(out: Path, settings: DemoSettings) -> dict[str, Path]:
+    """The task's splits as JSONL files (deterministic from the seed; rewritten each run)."""
+    folder = out / "task"
+    folder.mkdir(exist_ok=True)
+    paths = {}
+    for split, problems in generate_splits(**vars(settings.task)).items():
+        paths[split] = folder / f"{split}.jsonl"
+        with open(paths[split], "w") as f:
+            for p in problems:
+                f.write(json.dumps({"prompt": p.prompt, "answer": p.answer, "solution": p.solution}) + "\n")
+    return paths
+
+
+def _run_stages(pool: WorkerPool, jobs: list[tuple[Stage, Job]], desc: str) -> None:
+    """Build the stages that are not cached, as pool jobs."""
+    todo = [(stage, job) for stage, job in jobs if not stage.is_done()]
+    if todo:
+        pool.run([job for _, job in todo], desc)
+
+
+def _build(stage: Stage, function: str, progress=None, **kwargs):
+    """Worker entry point: build ``stage`` by calling ``function(tmp_dir, **kwargs)``."""
+    from .pool import _resolve
+
+    fn = _resolve(function)
+    stage.build(lambda tmp: fn(tmp, progress=progress, **kwargs))
+    return str(stage.path)
+
+
+def _job(stage: Stage, function: str, units: int, threads: int = 1, **kwargs) -> Job:
+    return Job(
+        "lco.demo.recipe:_build",
+        {"stage": stage, "function": function, **kwargs},
+        units=units,
+        label=stage.name,
+        threads=threads,
+        log=str(Path(stage.out) / "logs" / f"{stage.name}.log"),
+    )
+
+
+def warm_up(pool: WorkerPool, out: Path, settings: DemoSettings, versions: dict) -> Stage:
+    """Stage 1: one SFT warm-up run; π_0 and φ_ref are its checkpoints at two capability targets."""
+    inputs = {"task": vars(settings.task), "model": vars(settings.policy), "warmup": vars(settings.warmup)}
+    stage = Stage(out, "warmup", {"stage": "warmup", **inputs, "versions": versions})
+    job = _job(
+        stage,
+        "lco.demo.warmup:warm_up",
+        settings.warmup.max_steps,
+        task=settings.task,
+        model=settings.policy,
+        warmup=settings.warmup,
+    )
+    _run_stages(pool, [(stage, job)], "warm-up (SFT)")
+    return stage
+
+
+def reward_model(pool: WorkerPool, out: Path, settings: DemoSettings, warmup: Stage, versions: dict) -> Stage:
+    """Stage 2: φ_DPO, DPO-trained from φ_ref on verifier-labelled pairs of π_0's samples."""
+    rm = settings.reward_model
+    stage = Stage(
+        out,
+        "reward-model",
+        {
+            "stage": "reward_model",
+            "warmup": warmup.fingerprint(),
+            "task": vars(settings.task),
+            "settings": vars(rm),
+            "versions": versions,
+        },
+    )
+    from .reward_model import dpo_steps
+
+    expected_pairs = rm.pair_prompts * rm.max_pairs_per_prompt // 2  # for the bar only
+    job = _job(
+        stage,
+        "lco.demo.reward_model:train_reward_model",
+        dpo_steps(rm, expected_pairs),
+        policy_path=str(warmup.path / "policy"),
+        reference_path=str(warmup.path / "phi_ref"),
+        task=settings.task,
+        settings=rm,
+    )
+    _run_stages(pool, [(stage, job)], "reward model (DPO)")
+    return stage
+
+
+def plan_runs(settings: DemoSettings) -> list[Run]:
+    """Every (method, seed[, learning rate]) the settings ask for; sweep runs use seed 0."""
+    runs = []
+    for method in resolve_methods(settings.methods):
+        for seed in range(settings.seeds):
+            runs.append(Run(method, seed, settings.rl.learning_rate if method.trained else None, "table"))
+    planned = {(r.method.name, r.seed, r.learning_rate) for r in runs}
+    for method in resolve_methods(settings.lr_sweep_methods) if settings.lr_sweep else ():
+        if not method.trained:
+            continue
+        for lr in settings.lr_sweep:
+            if (method.name, 0, lr) not in planned:
+                runs.append(Run(method, 0, lr, "lr_sweep"))
+    return runs
+
+
+def _rm_paths(settings: DemoSettings, warmup: Stage, rm: Stage) -> dict:
+    return {
+        "phi_dpo": str(rm.path / "phi_dpo"),
+        "phi_ref": str(warmup.path / "phi_ref"),
+        "beta": settings.reward_model.beta,
+    }
+
+
+def train_policies(
+    pool: WorkerPool,
+    out: Path,
+    settings: DemoSettings,
+    runs: list[Run],
+    warmup: Stage,
+    rm: Stage | None,
+    versions: dict,
+) -> None:
+    """Stage 3: one RL run per trained (method, seed, learning rate), all from π_0, same rollout budget."""
+    from .rl import schedule
+
+    jobs = []
+    for run in runs:
+        if not run.method.trained:
+            continue
+        needs_rm = run.method.needs_reward_model
+        run.train = Stage(
+            out,
+            f"rl/{run.name}",
+            {
+                "stage": "rl",
+                "method": run.method.as_dict(),
+                "seed": run.seed,
+                "learning_rate": run.learning_rate,
+                "rl": vars(settings.rl),
+                "task": vars(settings.task),
+                "warmup": warmup.fingerprint(),
+                "reward_model": rm.fingerprint() if needs_rm else None,
+                "versions": versions,
+            },
+        )
+        job = _job(
+            run.train,
+            "lco.demo.rl:train_policy",
+            schedule(run.method, settings.rl)["max_steps"],
+            method=run.method,
+            seed=run.seed,
+            learning_rate=run.learning_rate,
+            rl=settings.rl,
+            task=settings.task,
+            policy_path=str(warmup.path / "policy"),
+            rm=_rm_paths(settings, warmup, rm) if needs_rm else None,
+        )
+        jobs.append((run.train, job))
+        run.policy = {"kind": "checkpoint", "model": str(run.train.path / "model")}
+    _run_stages(pool, jobs, "RL runs")
+
+
+def evaluate_policies(
+    pool: WorkerPool,
+    out: Path,
+    settings: DemoSettings,
+    runs: list[Run],
+    warmup: Stage,
+    rm: Stage | None,
+    versions: dict,
+) -> None:
+    """Stage 4: pass@1 (sampled and greedy) on the test and hard splits for every run."""
+    policy0 = str(warmup.path / "policy")
+    static = {"warmup": ({"kind": "checkpoint", "model": policy0}, [warmup.fingerprint()])}
+    if rm is not None:
+        static["phi_dpo"] = ({"kind": "rm", "reward_model": str(rm.path / "phi_dpo")}, [rm.fingerprint()])
+        pistar = {
+            "kind": "pistar",
+            "model": policy0,
+            "reward_model": str(rm.path / "phi_dpo"),
+            "ref_model": str(warmup.path / "phi_ref"),
+            "beta": settings.rl.lco_beta,
+        }
+        static["pistar"] = (pistar, [warmup.fingerprint(), rm.fingerprint()])
+    jobs = []
+    for run in runs:
+        if run.method.trained:
+            sources = [run.train.fingerprint()]
+        else:
+            run.policy, sources = static[run.method.policy]
+        run.evaluation = Stage(
+            out,
+            f"eval/{run.name}",
+            {
+                "stage": "eval",
+                "sources": sources,
+                "policy_kind": run.policy["kind"],
+                "beta": run.policy.get("beta"),
+                "seed": run.seed,
+                "eval": vars(settings.eval),
+                "task": vars(settings.task),
+                "versions": versions,
+            },
+        )
+        job = _job(
+            run.evaluation,
+            "lco.demo.evaluate:evaluate_policy",
+            4,
+            policy=run.policy,
+            seed=run.seed,
+            task=settings.task,
+            settings=settings.eval,
+        )
+        jobs.append((run.evaluation, job))
+    _run_stages(pool, jobs, "evaluation")
+
+
+# ----------------------------------------------------------------------------------------- recipe
+
+
+def run_demo(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
+    """Run (or resume) the whole demo into ``out``; returns the report's paths."""
+    from .report import write_report
+
+    check_settings(settings)
+    out = check_output_folder(out)
+    versions = _versions()
+    runs = plan_runs(settings)
+    needs_rm = any(run.method.needs_reward_model for run in runs)
+    clock = _StageClock()
+    with _OutputLock(out), WorkerPool(workers) as pool:
+        remove_leftovers(out)
+        write_task(out, settings)
+        with clock("warm-up"):
+            warmup = warm_up(pool, out, settings, versions)  # π_0 and φ_ref
+        with clock("reward model"):
+            rm = reward_model(pool, out, settings, warmup, versions) if needs_rm else None  # φ_DPO
+        with clock("RL"):
+            train_policies(pool, out, settings, runs, warmup, rm, versions)
+        with clock("evaluation"):
+            evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
+    return write_report(out, settings, runs, warmup=warmup, rm=rm, clock=clock.seconds)
+
+
+class _StageClock:
+    """Wall time of each stage in this invocation (a cached stage takes about no time)."""
+
+    def __init__(self):
+        self.started = time.time()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.time() - start
+            self.seconds.pop("total", None)  # kept last
+            self.seconds["total"] = time.time() - self.started
+
+
+__all__ = ["METHODS", "Run", "check_output_folder", "check_settings", "plan_runs", "run_demo"]

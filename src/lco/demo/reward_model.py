@@ -1,0 +1,191 @@
+"""Stage 2 — the DPO reward model φ_DPO (§5, "Training Details"; Zhong et al., 2024).
+
+1. Sample completions of train prompts from the warmed-up policy π_0.
+2. Label them with the verifier (math-verify): per prompt, a correct completion is *chosen* and an
+   incorrect one *rejected* — the paper's pairs are labelled the same way, by correctness.
+3. Train φ_DPO from φ_ref (the larger warmed-up model) with TRL's ``DPOTrainer``, one epoch.
+
+Output (on disk): ``pairs.jsonl``, ``phi_dpo/`` (a causal LM like any other), ``rm.json`` (pair
+counts, held-out preference accuracy, training log). φ_ref itself is the reference warm-up's model.
+
+The dense advantage of LCO is then A(s_t, a) = log φ_DPO(a|s_t) − log φ_ref(a|s_t) (eq. 13);
+:class:`DPOSequenceReward` sums it over a completion for the methods that want one scalar reward.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+from ..eval.answers import is_correct
+from ..tasks.arithmetic import generate_splits
+from .settings import RewardModelSettings, TaskSettings
+from .warmup import on_accelerator, progress_callback
+
+HELD_OUT_FRACTION = 0.1  # of the pairs, to measure φ_DPO's preference accuracy
+
+
+def sample_preference_pairs(
+    policy_path: str, task: TaskSettings, settings: RewardModelSettings, seed: int = 0
+) -> tuple[list[dict], dict]:
+    """(pairs, stats): verifier-labelled ``{"prompt", "chosen", "rejected"}`` pairs from π_0's samples."""
+    from ..eval.generation import DecodingConfig, TransformersGenerator, encode_prompts
+    from ..eval.policies import load_policy
+
+    problems = generate_splits(**vars(task))["train"][: settings.pair_prompts]
+    policy = load_policy("checkpoint", policy_path, device="auto", dtype="float32")
+    generator = TransformersGenerator(policy, batch_size=256)
+    decoding = DecodingConfig(
+        temperature=settings.sample_temperature,
+        top_p=1.0,
+        max_new_tokens=16,
+        num_samples=settings.samples_per_prompt,
+    )
+    prompt_ids = encode_prompts(policy.tokenizer, [p.prompt for p in problems], chat_template="off")
+    samples = generator.generate(prompt_ids, decoding, seed=seed, desc="sampling pairs")
+    rng = random.Random(seed)
+    pairs, correct, total = [], 0, 0
+    for problem, completions in zip(problems, samples, strict=True):
+        texts = list(dict.fromkeys(c.text for c in completions))  # distinct completions
+        good = [t for t in texts if is_correct(t, str(problem.answer))]
+        bad = [t for t in texts if t not in good]
+        correct += sum(is_correct(c.text, str(problem.answer)) for c in completions)
+        total += len(completions)
+        combos = [(g, b) for g in good for b in bad]
+        rng.shuffle(combos)
+        for chosen, rejected in combos[: settings.max_pairs_per_prompt]:
+            pairs.append({"prompt": problem.prompt, "chosen": chosen, "rejected": rejected})
+    stats = {"prompts": len(problems), "samples": total, "sample_accuracy": correct / max(total, 1)}
+    stats["pairs"] = len(pairs)
+    return pairs, stats
+
+
+def train_reward_model(
+    out_dir: Path,
+    policy_path: str,
+    reference_path: str,
+    task: TaskSettings,
+    settings: RewardModelSettings,
+    progress=None,
+) -> Path:
+    """Sample and label pairs, then train φ_DPO from φ_ref with ``DPOTrainer``; writes the stage's files."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    out_dir = Path(out_dir)
+    pairs, stats = sample_preference_pairs(policy_path, task, settings)
+    if len(pairs) < 2:  # one to train on, one held out
+        raise RuntimeError(
+            f"only {len(pairs)} preference pairs: the warmed-up policy's samples are almost all correct or "
+            "all wrong, so the verifier cannot form chosen/rejected pairs; change the warm-up length"
+        )
+    with open(out_dir / "pairs.jsonl", "w") as f:
+        for pair in pairs:
+            f.write(json.dumps(pair) + "\n")
+    held_out = max(1, int(len(pairs) * HELD_OUT_FRACTION))
+    train, evaluation = Dataset.from_list(pairs[held_out:]), Dataset.from_list(pairs[:held_out])
+
+    model = AutoModelForCausalLM.from_pretrained(reference_path)
+    tokenizer = AutoTokenizer.from_pretrained(reference_path)
+    args = DPOConfig(
+        output_dir=str(out_dir / "trainer"),
+        beta=settings.beta,
+        loss_type=list(settings.loss_type),
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        max_length=64,
+        logging_steps=5,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        use_cpu=not on_accelerator(),
+        bf16=False,
+        gradient_checkpointing=False,
+    )
+    callbacks = [progress_callback(progress)] if progress is not None else []
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.train()
+    after = trainer.evaluate()
+    trainer.save_model(str(out_dir / "phi_dpo"))
+    tokenizer.save_pretrained(out_dir / "phi_dpo")
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    stats.update(
+        held_out_pairs=held_out,
+        held_out_accuracy=after.get("eval_rewards/accuracies"),
+        held_out_margin=after.get("eval_rewards/margins"),
+        log_history=trainer.state.log_history,
+    )
+    (out_dir / "rm.json").write_text(json.dumps(stats, indent=1))
+    return out_dir / "phi_dpo"
+
+
+def dpo_steps(settings: RewardModelSettings, expected_pairs: int) -> int:
+    """Roughly how many optimizer steps DPO will take (for the progress bar only)."""
+    train_pairs = expected_pairs - max(1, int(expected_pairs * HELD_OUT_FRACTION))
+    return max(1, -(-train_pairs // settings.batch_size) * settings.epochs)
+
+
+class DPOSequenceReward:
+    """φ_DPO's implicit sequence reward β·Σ_t log φ_DPO(y_t|s_t)/φ_ref(y_t|s_t), as a TRL reward function.
+
+    The reward of the paper's "w/ DPO-RM" rows for a method that takes one scalar per completion (PPO).
+    """
+
+    __name__ = "dpo_reward"
+
+    def __init__(self, dpo_path: str, ref_path: str, beta: float):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = "cuda" if on_accelerator() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(ref_path)
+        self.dpo = AutoModelForCausalLM.from_pretrained(dpo_path).to(self.device).eval().requires_grad_(False)
+        self.ref = AutoModelForCausalLM.from_pretrained(ref_path).to(self.device).eval().requires_grad_(False)
+        self.beta = beta
+
+    def _completion_logps(self, model, ids, mask, starts):
+        import torch
+
+        logps = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+        token_logps = logps.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        positions = torch.arange(ids.shape[1] - 1, device=ids.device)[None, :]
+        keep = (positions >= (starts[:, None] - 1)) & mask[:, 1:].bool()
+        return (token_logps * keep).sum(-1)
+
+    def __call__(self, prompts, completion_ids, **kwargs) -> list[float]:
+        import torch
+
+        sequences, starts = [], []
+        for prompt, completion in zip(prompts, completion_ids, strict=True):
+            prompt_ids = self.tokenizer(prompt)["input_ids"]
+            sequences.append(prompt_ids + list(completion))
+            starts.append(len(prompt_ids))
+        width = max(len(s) for s in sequences)
+        # right padding: positions of the real tokens start at 0, as in training
+        ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        ids, mask, starts_t = (
+            ids.to(self.device),
+            mask.to(self.device),
+            torch.tensor(starts, device=self.device),
+        )
+        with torch.no_grad():
+            dpo = self._completion_logps(self.dpo, ids, mask, starts_t)
+            ref = self._completion_logps(self.ref, ids, mask, starts_t)
+        return (self.beta * (dpo - ref)).tolist()

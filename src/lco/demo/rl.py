@@ -1,0 +1,218 @@
+"""Stage 3 — RL: one ``LCOTrainer`` run of one method, seed and learning rate from the warm-up checkpoint.
+
+Every run gets the same *rollout budget*: the number of completions it samples. A step consumes
+``batch_size`` completions; PPO optimises each rollout batch for ``ppo_epochs`` (4, TRL's former
+default) steps, so it takes 4× the optimizer steps of the others for the same rollouts.
+
+Output (on disk): ``model/`` (the final policy), ``log_history.json`` (TRL's per-step log:
+``grad_norm``, ``reward``, ``entropy``, the ``lco/*`` dynamics metrics), ``curve.json`` (greedy
+pass@1 on a fixed set of test problems vs rollouts seen — Fig. 7 and the collapse flag) and
+``run.json`` (steps, rollouts, wall time, and ``status``: ``ok``, or ``diverged`` when the trainer's
+non-finite guard stopped it — a result, not a crash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+from ..rewards import math_verify_reward
+from ..tasks.arithmetic import generate_splits, to_dataset
+from .methods import Method
+from .settings import RLSettings, TaskSettings
+from .warmup import on_accelerator, progress_callback
+
+
+def _lco_config_default(name: str):
+    from ..trainer import LCOConfig
+
+    return next(f.default for f in dataclasses.fields(LCOConfig) if f.name == name)
+
+
+def iterations_per_rollout(method: Method) -> int:
+    """Optimizer steps taken on each rollout batch (PPO's epochs; 1 for every other method)."""
+    return int(_lco_config_default("ppo_epochs")) if method.objective == "ppo" else 1
+
+
+def schedule(method: Method, rl: RLSettings) -> dict:
+    """Steps, rollouts and the curve's evaluation interval of a run under the rollout budget."""
+    if rl.rollout_budget % rl.batch_size or rl.curve_every % rl.batch_size:
+        raise ValueError(
+            f"rollout_budget ({rl.rollout_budget}) and curve_every ({rl.curve_every}) must be multiples of "
+            f"the RL batch size ({rl.batch_size})"
+        )
+    if rl.batch_size % method.num_generations:
+        raise ValueError(f"RL batch size {rl.batch_size} is not a multiple of {method.name}'s group size")
+    iterations = iterations_per_rollout(method)
+    rounds = rl.rollout_budget // rl.batch_size
+    return {
+        "max_steps": rounds * iterations,
+        "iterations": iterations,
+        "rollouts": rounds * rl.batch_size,
+        "curve_every_steps": rl.curve_every // rl.batch_size * iterations,
+    }
+
+
+def rollouts_after(step: int, iterations: int, batch_size: int) -> int:
+    """Completions sampled after ``step`` optimizer steps (a new batch every ``iterations`` steps)."""
+    return math.ceil(step / iterations) * batch_size
+
+
+def curve_callback(problems, tokenizer, every_steps: int, iterations: int, rl: RLSettings, points: list):
+    """Greedy pass@1 on ``problems`` at step 0, every ``every_steps`` steps and at the last step."""
+    from transformers import TrainerCallback
+
+    from .evaluate import pass_at_one
+
+    def measure(model, step: int) -> None:
+        accuracy, _ = pass_at_one(
+            model, tokenizer, problems, greedy=True, max_new_tokens=rl.max_completion_length
+        )
+        points.append(
+            {"step": step, "rollouts": rollouts_after(step, iterations, rl.batch_size), "pass@1": accuracy}
+        )
+
+    class _Curve(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if not points:
+                measure(model, 0)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % every_steps == 0 or state.global_step == state.max_steps:
+                measure(model, state.global_step)
+
+    return _Curve()
+
+
+def lco_config(
+    method: Method,
+    seed: int,
+    learning_rate: float,
+    rl: RLSettings,
+    run: dict,
+    output_dir: str,
+    rm: dict | None,
+):
+    """The ``LCOConfig`` of a run: the method's objective × advantage with its own defaults, and the
+    settings shared by every method (batch, budget, sampling, learning rate)."""
+    from ..trainer import LCOConfig
+
+    fields = {f.name for f in dataclasses.fields(LCOConfig)}
+    extra = {}
+    if rm is not None:
+        extra.update(reward_model_path=rm["phi_dpo"], reference_reward_model_path=rm["phi_ref"])
+    if "gap_every" in fields:
+        # Gradient-Gap metrics (gap/M, gap/delta_mu, …) where the trainer offers them; the report
+        # plots M(K) against pass@1 when they are there
+        extra["gap_every"] = rl.dynamics_every
+    if method.reward == "dpo":
+        extra["reward_weights"] = [1.0, 0.0]  # the DPO reward drives; the rule reward is only logged
+    return LCOConfig(
+        output_dir=output_dir,
+        objective=method.objective,
+        advantage=method.advantage,
+        lco_beta=rl.lco_beta,
+        num_generations=method.num_generations,
+        per_device_train_batch_size=rl.batch_size,
+        max_steps=run["max_steps"],
+        learning_rate=learning_rate,
+        lr_scheduler_type=rl.lr_scheduler,
+        temperature=rl.temperature,
+        top_p=rl.top_p,
+        max_completion_length=rl.max_completion_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+        use_cpu=not on_accelerator(),
+        bf16=False,
+        gradient_checkpointing=False,
+        dynamics_every=rl.dynamics_every,
+        **extra,
+    )
+
+
+def train_policy(
+    out_dir: Path,
+    method: Method,
+    seed: int,
+    learning_rate: float,
+    rl: RLSettings,
+    task: TaskSettings,
+    policy_path: str,
+    rm: dict | None = None,
+    progress=None,
+) -> Path:
+    """One RL run; writes ``model/``, ``log_history.json``, ``curve.json``, ``run.json``."""
+    from transformers import AutoTokenizer
+
+    from ..trainer import LCOTrainer
+    from ..trainer.guard import NonFiniteGradientError
+    from .reward_model import DPOSequenceReward
+
+    out_dir = Path(out_dir)
+    run = schedule(method, rl)
+    splits = generate_splits(**vars(task))
+    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    reward_funcs = [math_verify_reward]
+    if method.reward == "dpo":
+        reward_funcs = [DPOSequenceReward(rm["phi_dpo"], rm["phi_ref"], rm["beta"]), math_verify_reward]
+    args = lco_config(method, seed, learning_rate, rl, run, str(out_dir / "trainer"), rm)
+    points: list[dict] = []
+    callbacks = [
+        curve_callback(
+            splits["test"][: rl.curve_problems],
+            tokenizer,
+            run["curve_every_steps"],
+            run["iterations"],
+            rl,
+            points,
+        )
+    ]
+    if progress is not None:
+        callbacks.append(progress_callback(progress))
+    trainer = LCOTrainer(
+        model=policy_path,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=to_dataset(splits["train"]),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    status, error = "ok", None
+    start = time.time()
+    try:
+        trainer.train()
+    except NonFiniteGradientError as err:
+        # The guard applied no bad update: the weights are those of the last finite step.
+        status, error = "diverged", str(err)
+    seconds = time.time() - start
+    if progress is not None and trainer.state.global_step < run["max_steps"]:
+        progress(run["max_steps"] - trainer.state.global_step)
+    trainer.save_model(str(out_dir / "model"))
+    tokenizer.save_pretrained(out_dir / "model")
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    (out_dir / "curve.json").write_text(json.dumps(points, indent=1))
+    steps = trainer.state.global_step
+    record = {
+        "method": method.name,
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "status": status,
+        "error": error,
+        "steps": steps,
+        "max_steps": run["max_steps"],
+        "rollouts": rollouts_after(steps, run["iterations"], rl.batch_size),
+        "rollout_budget": run["rollouts"],
+        "num_generations": method.num_generations,
+        "iterations_per_rollout": run["iterations"],
+        "train_seconds": seconds,
+    }
+    (out_dir / "run.json").write_text(json.dumps(record, indent=1))
+    return out_dir / "model"

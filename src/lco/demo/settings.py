@@ -1,0 +1,153 @@
+"""Every hyper-parameter of the demo, in one place: the report prints them all, the cache keys hash them.
+
+Three profiles share one pipeline and differ only in budget and in the methods they run:
+``quick`` (a CI smoke test, ≤ 3 minutes), ``default`` (≤ 15 minutes on 2 cores) and ``full``
+(every method of Tables 1, 4, 5 and 4 seeds; not time-bounded). The learning rate of the RL runs
+is one value for every method, chosen before any RL result was seen (see docs/demo.md);
+``--lr-sweep`` tests a ladder of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from .methods import DEFAULT_METHODS, FULL_METHODS, LR_SWEEP_METHODS, QUICK_METHODS
+
+PROFILES = ("quick", "default", "full")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The synthetic task (:mod:`lco.tasks.arithmetic`)."""
+
+    seed: int = 0
+    train_size: int = 6000
+    test_size: int = 500
+    hard_size: int = 200
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """A tiny causal LM built from a config (:func:`lco.tasks.build_tiny_causal_lm`)."""
+
+    architecture: str = "qwen2"
+    hidden_size: int = 96
+    num_layers: int = 2
+    num_heads: int = 4
+    init_seed: int = 0
+
+
+@dataclass(frozen=True)
+class WarmupSettings:
+    """TRL ``SFTTrainer`` on (prompt, ``\\boxed{answer}``) pairs from the train split.
+
+    The paper warms a pretrained model up on 1,000 chosen responses; our models start from random
+    weights, so the warm-up is their whole pre-training. One run yields two checkpoints, taken at
+    the first check (every ``check_every`` steps, greedy pass@1 on the validation split) that
+    reaches a target:
+
+    - π_0 (``policy_target``), the policy every RL run starts from: partially capable, so RL has room;
+    - φ_ref (``reference_target``), the base of the DPO reward model: the stronger model, as the
+      paper's 7B/8B reward models are for its 3B/4B policies; the run stops there.
+
+    A tiny model learns this task in a sudden jump whose timing varies with the seed and the
+    hardware, so a fixed step count would land anywhere between 5 % and 90 %; a target does not.
+    If ``max_steps`` pass first, the last model stands in for what was not reached (and the report
+    says so).
+    """
+
+    max_steps: int = 900
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 30
+    policy_target: float = 0.3
+    reference_target: float = 0.6
+    check_every: int = 10
+
+
+@dataclass(frozen=True)
+class RewardModelSettings:
+    """φ_DPO: TRL ``DPOTrainer`` from φ_ref on verifier-labelled pairs of π_0's own samples: per
+    train prompt, a correct completion is *chosen* and an incorrect one *rejected*."""
+
+    pair_prompts: int = 1500
+    samples_per_prompt: int = 4
+    sample_temperature: float = 1.0
+    max_pairs_per_prompt: int = 2
+    beta: float = 0.1  # TRL's DPOConfig default
+    loss_type: tuple[str, ...] = ("sigmoid",)  # TRL's DPOConfig default: plain DPO
+    learning_rate: float = 1e-4
+    epochs: int = 1
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class RLSettings:
+    """One ``LCOTrainer`` run per (method, seed, learning rate), all from the same warm-up checkpoint."""
+
+    rollout_budget: int = 3200  # completions sampled per run, the same for every method
+    batch_size: int = 16  # completions per optimizer step
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "constant"
+    temperature: float = 0.6  # the paper's rollout sampling (§5)
+    top_p: float = 0.95
+    max_completion_length: int = 16
+    lco_beta: float = 1.0  # the paper's default β
+    dynamics_every: int = 5  # steps between the gradient-norm-by-advantage-sign passes (Fig. 6)
+    curve_every: int = 320  # rollouts between two points of the pass@1-vs-rollouts curve (Fig. 7)
+    curve_problems: int = 100  # first test problems, decoded greedily, for that curve
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """pass@1 of the final policies, sampled as in the paper (T = 0.6, top-p 0.95) and greedy."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 16
+    test_problems: int = 500
+    hard_problems: int = 200
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    profile: str = "default"
+    task: TaskSettings = field(default_factory=TaskSettings)
+    policy: ModelSettings = field(default_factory=ModelSettings)
+    warmup: WarmupSettings = field(default_factory=WarmupSettings)
+    reward_model: RewardModelSettings = field(default_factory=RewardModelSettings)
+    rl: RLSettings = field(default_factory=RLSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: int = 2
+    lr_sweep: tuple[float, ...] = ()  # empty: no sweep
+    lr_sweep_methods: tuple[str, ...] = LR_SWEEP_METHODS
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+LR_LADDER = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+
+
+def profile_settings(profile: str = "default", lr_sweep: bool = False) -> DemoSettings:
+    """The settings of a profile; ``lr_sweep`` adds the learning-rate ladder."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    settings = DemoSettings(profile=profile)
+    if profile == "quick":
+        settings = replace(
+            settings,
+            warmup=replace(settings.warmup, max_steps=250, warmup_steps=10),
+            reward_model=replace(settings.reward_model, pair_prompts=200),
+            rl=replace(settings.rl, rollout_budget=320, curve_every=160, curve_problems=50),
+            eval=replace(settings.eval, test_problems=100, hard_problems=50),
+            methods=QUICK_METHODS,
+            seeds=1,
+        )
+    elif profile == "full":
+        settings = replace(settings, methods=FULL_METHODS, seeds=4)
+    if lr_sweep:
+        settings = replace(settings, lr_sweep=LR_LADDER)
+    return settings
