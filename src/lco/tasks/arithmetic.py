@@ -3,12 +3,13 @@
 Problems are ``a+b`` or ``a-b`` with two 2-digit operands; the model answers ``\\boxed{N}``.
 
 - ``test`` (500 problems, the role of MATH500): drawn uniformly;
-- ``hard`` (the role of AMC23 / MinervaMath): the problems whose every digit depends on a carry or a
-  borrow — a sum of three digits with a carry from the units (57+68), or a negative difference with a
-  borrow (23-58);
+- ``hard`` (the role of AMC23 / MinervaMath): subtractions that need a borrow (52-27, 29-58) — the
+  kind tiny models get wrong most often (measured: about half their average accuracy);
+- ``validation``: drawn uniformly, used only to decide when the warm-up has made the policy
+  partially capable (never for reporting);
 - ``train``: drawn uniformly from the rest.
 
-The three splits are disjoint: the evaluation problems are drawn first and excluded from train.
+The splits are disjoint: the evaluation problems are drawn first and excluded from the others.
 Harder *shapes* (three operands, three digits) were tried for the hard split: a tiny model that
 never sees them scores ~0 on them whatever the RL method, and mixing them into the warm-up halves
 its learning speed, so the hard split is the hard *part* of the same distribution instead.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datasets import Dataset
 
 PROMPT_TEMPLATE = "Compute {expression}. Answer in \\boxed{{}}.\n"
-SPLITS = ("train", "test", "hard")
+SPLITS = ("train", "test", "hard", "validation")
 TEST_SIZE = 500  # the role of MATH500
 _OPERAND_RANGE = (10, 99)
 _OPS = ("+", "-")
@@ -53,12 +54,11 @@ def _random_problem(rng: random.Random) -> Problem:
 
 
 def is_hard(problem: Problem) -> bool:
-    """Every digit of the answer depends on a carry (three-digit sum) or a borrow (negative difference)."""
-    op = "+" if "+" in problem.expression else "-"
-    a, b = (int(x) for x in problem.expression.split(op))
-    if op == "+":
-        return a % 10 + b % 10 >= 10 and a + b >= 100
-    return a % 10 < b % 10 and a < b
+    """A subtraction whose column arithmetic needs a borrow: |a−b| = hi−lo with hi's units < lo's."""
+    if "-" not in problem.expression:
+        return False
+    a, b = (int(x) for x in problem.expression.split("-"))
+    return max(a, b) % 10 < min(a, b) % 10
 
 
 def _draw(rng: random.Random, count: int, exclude: set[str], hard: bool | None = None) -> list[Problem]:
@@ -74,26 +74,37 @@ def _draw(rng: random.Random, count: int, exclude: set[str], hard: bool | None =
 
 
 def generate_splits(
-    seed: int = 0, train_size: int = 6000, test_size: int = TEST_SIZE, hard_size: int = 200
+    seed: int = 0,
+    train_size: int = 6000,
+    test_size: int = TEST_SIZE,
+    hard_size: int = 200,
+    validation_size: int = 200,
 ) -> dict[str, list[Problem]]:
-    """The three disjoint splits, identical for identical arguments (one ``random.Random(seed)``)."""
-    for name, value in (("train_size", train_size), ("test_size", test_size), ("hard_size", hard_size)):
+    """The four disjoint splits, identical for identical arguments (one ``random.Random(seed)``)."""
+    sizes = {
+        "train_size": train_size,
+        "test_size": test_size,
+        "hard_size": hard_size,
+        "validation_size": validation_size,
+    }
+    for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     pool = (_OPERAND_RANGE[1] - _OPERAND_RANGE[0] + 1) ** 2 * len(_OPS)
-    if train_size + test_size + hard_size > pool // 2 or hard_size > pool // 8:
+    if sum(sizes.values()) > pool // 2 or hard_size > pool // 8:
         # drawing most of the problems by rejection would crawl; the demo needs far fewer
         raise ValueError(
-            f"train_size + test_size + hard_size = {train_size + test_size + hard_size} (hard: {hard_size}) is too "
-            f"large: at most half of the {pool} distinct problems, and an eighth of them hard"
+            f"the splits' sizes add up to {sum(sizes.values())} (hard: {hard_size}): at most half of the {pool} "
+            "distinct problems may be drawn, and at most an eighth of them hard"
         )
     rng = random.Random(seed)
     seen: set[str] = set()
-    # evaluation splits first, so that they do not depend on the size of the train split
+    # evaluation splits first, so that they do not depend on the size of the others
     test = _draw(rng, test_size, seen)
     hard = _draw(rng, hard_size, seen, hard=True)
+    validation = _draw(rng, validation_size, seen)
     train = _draw(rng, train_size, seen)
-    return {"train": train, "test": test, "hard": hard}
+    return {"train": train, "test": test, "hard": hard, "validation": validation}
 
 
 def to_dataset(problems: list[Problem], with_solution: bool = False) -> Dataset:
