@@ -81,7 +81,7 @@ class _Bar:
         self.bar.set_postfix_str(f"done: {label}")
 
 
-def _resolve(function: str) -> Callable:
+def resolve_function(function: str) -> Callable:
     module, _, name = function.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -103,10 +103,10 @@ def _run_job(job: Job, sink, index: int) -> object:
     progress = Progress(sink, index)
     try:
         if job.log is None:
-            return _resolve(job.function)(progress=progress, **job.kwargs)
+            return resolve_function(job.function)(progress=progress, **job.kwargs)
         os.makedirs(os.path.dirname(job.log), exist_ok=True)
         with open(job.log, "a") as log, redirect_stdout(log), redirect_stderr(log):
-            return _resolve(job.function)(progress=progress, **job.kwargs)
+            return resolve_function(job.function)(progress=progress, **job.kwargs)
     finally:
         _set_threads(1)
 

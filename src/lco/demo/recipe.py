@@ -6,7 +6,7 @@
 Each stage is a function with plain inputs whose outputs are files under ``OUT/stages/<name>/``,
 cached under a key of its inputs (:mod:`lco.demo.cache`): a second run reuses what is finished, a
 killed run resumes at the stage it was in, a changed setting rebuilds what depends on it.
-Independent stages (the two warm-ups, the RL runs, the evaluations) run side by side on
+Independent stages (the RL runs, the evaluations) run side by side on
 ``--workers`` processes (:mod:`lco.demo.pool`).
 """
 
@@ -27,7 +27,7 @@ from .pool import Job, WorkerPool
 from .settings import DemoSettings
 
 # Bump when a stage's code changes what it writes: every cached stage is then rebuilt.
-STAGE_FORMAT = 1
+STAGE_FORMAT = 2
 _PACKAGES = ("lco", "torch", "transformers", "trl", "math-verify")
 
 
@@ -135,20 +135,19 @@ def _run_stages(pool: WorkerPool, jobs: list[tuple[Stage, Job]], desc: str) -> N
 
 def _build(stage: Stage, function: str, progress=None, **kwargs):
     """Worker entry point: build ``stage`` by calling ``function(tmp_dir, **kwargs)``."""
-    from .pool import _resolve
+    from .pool import resolve_function
 
-    fn = _resolve(function)
+    fn = resolve_function(function)
     stage.build(lambda tmp: fn(tmp, progress=progress, **kwargs))
     return str(stage.path)
 
 
-def _job(stage: Stage, function: str, units: int, threads: int = 1, **kwargs) -> Job:
+def _job(stage: Stage, function: str, units: int, **kwargs) -> Job:
     return Job(
         "lco.demo.recipe:_build",
         {"stage": stage, "function": function, **kwargs},
         units=units,
         label=stage.name,
-        threads=threads,
         log=str(Path(stage.out) / "logs" / f"{stage.name}.log"),
     )
 

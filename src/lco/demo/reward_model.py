@@ -123,6 +123,7 @@ def train_reward_model(
     trainer.save_model(str(out_dir / "phi_dpo"))
     tokenizer.save_pretrained(out_dir / "phi_dpo")
     shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    stats["dense_advantage"] = dense_advantage_check(str(out_dir / "phi_dpo"), reference_path, task)
     stats.update(
         held_out_pairs=held_out,
         held_out_accuracy=after.get("eval_rewards/accuracies"),
@@ -131,6 +132,46 @@ def train_reward_model(
     )
     (out_dir / "rm.json").write_text(json.dumps(stats, indent=1))
     return out_dir / "phi_dpo"
+
+
+def dense_advantage_check(dpo_path: str, ref_path: str, task: TaskSettings, problems: int = 100) -> dict:
+    """Does the dense advantage A(s_t, ·) = log φ_DPO − log φ_ref (eq. 13) point at the right token?
+
+    Along the reference solutions (``\\boxed{answer}`` + end of sequence) of validation problems: how
+    often argmax_a A(s_t, a) is the correct next token, and A of the correct token (after the
+    per-step mean normalisation the trainer applies). Iterating π ← π·exp(A/β), as LCO does with
+    π_old = the current policy, drives the policy towards argmax_a A wherever A stays the same.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..advantages import dpo_advantages, normalize_advantages
+
+    tokenizer = AutoTokenizer.from_pretrained(ref_path)
+    dpo = AutoModelForCausalLM.from_pretrained(dpo_path).eval()
+    ref = AutoModelForCausalLM.from_pretrained(ref_path).eval()
+    hits, correct_adv, max_adv, positions = 0, 0.0, 0.0, 0
+    for problem in generate_splits(**vars(task))["validation"][:problems]:
+        start = len(tokenizer(problem.prompt)["input_ids"])
+        ids = tokenizer(problem.prompt + problem.solution)["input_ids"] + [tokenizer.eos_token_id]
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            adv = normalize_advantages(
+                dpo_advantages(dpo(input_ids=x).logits[0], ref(input_ids=x).logits[0]), "mean"
+            )
+        for t in range(start - 1, len(ids) - 1):  # the positions that predict the completion's tokens
+            target = ids[t + 1]
+            hits += int(adv[t].argmax() == target)
+            correct_adv += float(adv[t, target])
+            max_adv += float(adv[t].max())
+            positions += 1
+    return {
+        "problems": problems,
+        "positions": positions,
+        "argmax_is_correct_token": hits / positions,
+        "mean_advantage_of_correct_token": correct_adv / positions,
+        "mean_max_advantage": max_adv / positions,
+    }
 
 
 def dpo_steps(settings: RewardModelSettings, expected_pairs: int) -> int:
