@@ -99,15 +99,24 @@ def _worker_init() -> None:
 
 
 def _run_job(job: Job, sink, index: int) -> object:
+    from transformers.utils import logging as hf_logging
+
     _set_threads(job.threads)
     progress = Progress(sink, index)
-    try:
-        if job.log is None:
+    if job.log is None:
+        try:
             return resolve_function(job.function)(progress=progress, **job.kwargs)
-        os.makedirs(os.path.dirname(job.log), exist_ok=True)
+        finally:
+            _set_threads(1)
+    # transformers' logger holds the terminal's stderr from before the redirection: quiet it instead
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    os.makedirs(os.path.dirname(job.log), exist_ok=True)
+    try:
         with open(job.log, "a") as log, redirect_stdout(log), redirect_stderr(log):
             return resolve_function(job.function)(progress=progress, **job.kwargs)
     finally:
+        hf_logging.set_verbosity(verbosity)
         _set_threads(1)
 
 
