@@ -87,23 +87,3 @@ def chunked_distribution_loss(
             continue
         total = total + checkpoint(chunk_loss, h, m, start, use_reentrant=False)
     return total
-
-
-def chunked_log_ratio(
-    dpo_hidden: torch.Tensor,
-    dpo_weight: torch.Tensor,
-    ref_hidden: torch.Tensor,
-    ref_weight: torch.Tensor,
-    tokens: torch.Tensor,
-    chunk_size: int,
-) -> torch.Tensor:
-    """log φ_DPO(a_t|s_t) − log φ_ref(a_t|s_t) at the sampled tokens (eq. 13, sparse form), no grad."""
-    out = []
-    H1, H2 = dpo_hidden.shape[-1], ref_hidden.shape[-1]
-    d, r, a = dpo_hidden.reshape(-1, H1), ref_hidden.reshape(-1, H2), tokens.reshape(-1, 1)
-    with torch.no_grad():
-        for s in range(0, a.shape[0], chunk_size):
-            lp_d = torch.log_softmax(_logits(d[s : s + chunk_size], dpo_weight, None), -1)
-            lp_r = torch.log_softmax(_logits(r[s : s + chunk_size], ref_weight, None), -1)
-            out.append((lp_d - lp_r).gather(-1, a[s : s + chunk_size]).squeeze(-1))
-    return torch.cat(out).view(tokens.shape)

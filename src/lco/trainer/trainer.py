@@ -47,7 +47,7 @@ from .config import LCO_OBJECTIVES, TRL_OBJECTIVES, LCOConfig
 from .data import check_train_dataset
 from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
-from .heads import chunked_distribution_loss, chunked_log_ratio, chunked_token_stats
+from .heads import chunked_distribution_loss, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
 
 logger = logging.getLogger(__name__)
@@ -282,31 +282,18 @@ class LCOTrainer(GRPOTrainer):
             output["token_advantages"] = (advantages - mean) / (std + 1e-8) * mask
             output["returns"] = returns
             return
-        if args.advantage in ("dpo_dense", "logprob_dense"):
-            # The sign split of the dynamics metrics uses A(s_t, a_t) of the sampled token, after the
-            # same per-step normalisation the loss applies.
+        if args.advantage in ("dpo_dense", "logprob_dense", "dpo_token"):
+            # dpo_token is eq. 13 read at the sampled token; for the dense advantages this value is
+            # only the sign split of the dynamics metrics, after the normalisation the loss applies.
+            normalization = "none" if args.advantage == "dpo_token" else args.advantage_normalization
             rows = self._dense_advantage_rows(output)
             actions = output["completion_ids"].reshape(-1)
             picked = []
             for start in range(0, actions.numel(), args.lco_chunk_size):
                 end = min(start + args.lco_chunk_size, actions.numel())
-                dense = normalize_advantages(rows(start, end), args.advantage_normalization)
+                dense = normalize_advantages(rows(start, end), normalization)
                 picked.append(dense.gather(-1, actions[start:end, None]).squeeze(-1))
             output["token_advantages"] = torch.cat(picked).view_as(mask) * mask
-            return
-        if args.advantage == "dpo_token":
-            roles = self._aux_heads
-            output["token_advantages"] = (
-                chunked_log_ratio(
-                    output["dpo_hidden"],
-                    roles["dpo"][0],
-                    output["ref_hidden"],
-                    roles["ref"][0],
-                    output["completion_ids"],
-                    args.lco_chunk_size,
-                )
-                * mask
-            )
         else:
             output["token_advantages"] = seq_adv.unsqueeze(-1) * mask
 
@@ -462,7 +449,7 @@ class LCOTrainer(GRPOTrainer):
 
     def _dense_advantage_rows(self, inputs):
         """The dense advantage over the vocabulary (eq. 13 or 12), chunk by chunk, from saved hidden states."""
-        if self.args.advantage == "dpo_dense":
+        if self.args.advantage in ("dpo_dense", "dpo_token"):
             (w_d, b_d), (w_r, b_r) = self._aux_heads["dpo"], self._aux_heads["ref"]
             return dpo_advantage_chunks(
                 dpo_hidden=_flat(inputs["dpo_hidden"]),
