@@ -27,9 +27,11 @@ b. ``--steps`` (default 5) ``LCOTrainer`` steps of a randomly initialised Qwen2-
    (hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate 4864, vocabulary 151936) with
    ``objective="lco_kld"``, ``advantage="dpo_dense"`` (eq. 13; φ_DPO and φ_ref are small random
    Qwen2 models of the same vocabulary), all built from configs and saved with ``save_pretrained``
-   to a temporary directory (no hub access), with a word-level tokenizer of the same vocabulary.
+   to a temporary directory (no hub access), with a word-level tokenizer of the same vocabulary;
+   weights stored in bf16 under ``--dtype bf16`` (as the real checkpoint), trained with ``bf16=True``.
+   Per step 8 completions (2 prompts of 16 tokens × 4) of up to ``--completion-length`` (128) tokens.
    Records TRL's ``step_time`` per step, its median after the first (warm-up) step, and
-   ``torch.cuda.max_memory_allocated`` over ``train()``.
+   ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` over ``train()``.
 
 c. The same with ``use_vllm=True, vllm_mode="colocate"``, when ``import vllm`` works. vLLM allocates
    its KV cache outside torch's caching allocator, so ``device_used_mib`` (from
@@ -53,6 +55,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -136,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=_positive_int, default=16384, help="tokens N for check a")
     parser.add_argument("--vocab", type=_positive_int, default=152064, help="vocabulary V for check a")
     parser.add_argument("--hidden", type=_positive_int, default=2048, help="hidden size H for check a")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="bf16", help="parameter dtype (default bf16)")
+    parser.add_argument(
+        "--dtype", choices=tuple(DTYPES), default="bf16", help="parameter dtype (default bf16)"
+    )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: smoke run of a only")
     parser.add_argument("--steps", type=_positive_int, default=5, help="trainer steps for checks b and c")
     parser.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed steps per case in a")
@@ -268,7 +273,9 @@ def loss_step(torch, lco, loss: str, impl: str, inp: dict, liger_cls=None):
     """One forward (returns the loss tensor) of ``loss`` by ``impl``, in the trainer's on-policy form."""
     hidden, weight, actions = inp["hidden"], inp["weight"], inp["actions"]
     if impl == "liger":
-        return liger_cls()(weight, hidden, actions)
+        out = liger_cls()(weight, hidden, actions)
+        # Liger versions with optional extra outputs (z-loss, accuracy) return a tuple, the loss first.
+        return out[0] if isinstance(out, tuple) else out
     if impl == "fused":
         if loss == "ce":
             return lco.fused_sft_loss(hidden, weight, actions)
@@ -279,7 +286,9 @@ def loss_step(torch, lco, loss: str, impl: str, inp: dict, liger_cls=None):
     if loss == "ce":
         return lco.sft_loss(z, actions)
     with torch.no_grad():
-        adv = lco.normalize_advantages(lco.sparse_advantages(inp["token_advantages"], actions, z.shape[-1]), "mean")
+        adv = lco.normalize_advantages(
+            lco.sparse_advantages(inp["token_advantages"], actions, z.shape[-1]), "mean"
+        )
     return getattr(lco, loss)(z, z.detach(), adv, BETA)
 
 
@@ -326,7 +335,13 @@ def measure_loss(torch, lco, loss, impl, inp, device, warmup, repeats, liger_cls
         inp["weight"].grad = None
         if cuda:
             torch.cuda.empty_cache()
-    return {"oom": False, "loss": value, "time_s": statistics.median(times), "times_s": times, "peak_mib": peak_mib}
+    return {
+        "oom": False,
+        "loss": value,
+        "time_s": statistics.median(times),
+        "times_s": times,
+        "peak_mib": peak_mib,
+    }
 
 
 def check_losses(args, with_liger: bool) -> dict:
@@ -339,12 +354,18 @@ def check_losses(args, with_liger: bool) -> dict:
     liger_cls = probe_liger()[0] if with_liger else None
     out: dict = {"n": args.n, "vocab": args.vocab, "hidden": args.hidden, "dtype": args.dtype, "losses": {}}
     for loss in LOSSES:
-        impls = ("fused", "liger", "naive") if (loss == "ce" and liger_cls is not None) else ("fused", "naive")
+        impls = (
+            ("fused", "liger", "naive") if (loss == "ce" and liger_cls is not None) else ("fused", "naive")
+        )
         # Naive last: if it runs out of memory, the others' figures are already taken.
-        row = {impl: measure_loss(torch, lco, loss, impl, inp, args.device, args.warmup, args.repeats, liger_cls)
-               for impl in impls}
+        row = {
+            impl: measure_loss(torch, lco, loss, impl, inp, args.device, args.warmup, args.repeats, liger_cls)
+            for impl in impls
+        }
         fused, naive = row["fused"], row["naive"]
         if not fused["oom"] and not naive["oom"]:
+            # Same quantity both ways; in bf16 the naive logits are rounded to bf16 first.
+            row["loss_rel_diff"] = abs(fused["loss"] - naive["loss"]) / max(abs(naive["loss"]), 1e-30)
             row["time_ratio"] = fused["time_s"] / naive["time_s"]
             if fused["peak_mib"] is not None and naive["peak_mib"]:
                 row["mem_ratio"] = fused["peak_mib"] / naive["peak_mib"]
@@ -383,8 +404,13 @@ def build_word_tokenizer(vocab_size: int):
     )
 
 
-def build_models(root: str, policy: dict, reward: dict) -> dict:
-    """Save a random Qwen2 policy (``policy`` config) and φ_DPO, φ_ref (``reward``) with the tokenizer."""
+def build_models(root: str, policy: dict, reward: dict, dtype: str = "fp32") -> dict:
+    """Save a random Qwen2 policy (``policy`` config) and φ_DPO, φ_ref (``reward``) with the tokenizer.
+
+    Weights are stored in bf16 when ``dtype`` is ``"bf16"`` (as the real Qwen2 checkpoints are, so
+    that the trainer, which loads a checkpoint in its stored dtype, trains bf16 parameters), in fp32
+    otherwise (fp16 training keeps fp32 master weights under autocast).
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -392,7 +418,9 @@ def build_models(root: str, policy: dict, reward: dict) -> dict:
         raise ValueError("the reward models must share the policy's vocabulary")
     tokenizer = build_word_tokenizer(policy["vocab_size"])
     ids = dict(
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
     )
     paths = {}
     for name, config, seed in (("policy", policy, 0), ("dpo", reward, 1), ("ref", reward, 2)):
@@ -400,12 +428,20 @@ def build_models(root: str, policy: dict, reward: dict) -> dict:
         model = Qwen2ForCausalLM(Qwen2Config(**config, **ids))
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
+        if dtype == "bf16":
+            model = model.to(torch.bfloat16)
         path = os.path.join(root, name)
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
         paths[name] = path
         del model
     return paths
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict = REWARD_MODEL) -> dict:
@@ -418,11 +454,16 @@ def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict 
     cuda = args.device == "cuda"
     if use_vllm:
         # vLLM's colocate mode runs inside torch.distributed (external launcher); one process is rank 0 of 1.
-        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
-                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29531")):
+        for key, value in (
+            ("RANK", "0"),
+            ("LOCAL_RANK", "0"),
+            ("WORLD_SIZE", "1"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", str(_free_port())),
+        ):
             os.environ.setdefault(key, value)
     root = tempfile.mkdtemp(prefix="lco_gpu_check_")
-    paths = build_models(root, policy, reward)
+    paths = build_models(root, policy, reward, args.dtype)
     words = [f"w{i}" for i in range(4, 4 + 256)]
     prompts = Dataset.from_dict({"prompt": [" ".join(words[i : i + 16]) for i in range(0, 240, 4)]})
 
@@ -450,9 +491,18 @@ def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict 
         logging_steps=1,
     )
     if use_vllm:
-        settings.update(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3)
+        # A context of prompt (16 tokens) + completion: vLLM sizes its KV cache and warm-up for it.
+        settings.update(
+            use_vllm=True,
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=0.3,
+            vllm_max_model_length=args.completion_length + 64,
+        )
     trainer = LCOTrainer(
-        paths["policy"], reward_fn, LCOConfig(**settings), train_dataset=prompts,
+        paths["policy"],
+        reward_fn,
+        LCOConfig(**settings),
+        train_dataset=prompts,
         processing_class=build_word_tokenizer(policy["vocab_size"]),
     )
     if cuda:
@@ -517,8 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if check == "a":
                 results["a"] = check_losses(args, with_liger)
+                if args.device == "cuda":
+                    # Hand the cached blocks back before b and c's processes (and vLLM) size themselves.
+                    torch.cuda.empty_cache()
             else:
-                results[check] = run_worker_subprocess(check, [a for a in argv if a != "--worker"])
+                results[check] = run_worker_subprocess(check, argv)
                 if "error" in results[check]:
                     errors.append({"check": check, "error": results[check]["error"]})
         except Exception as exc:  # one check's failure is a figure; the others still report
