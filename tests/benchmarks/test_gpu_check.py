@@ -243,3 +243,21 @@ def test_trainer_steps_run_on_cpu_with_a_tiny_config(gc, tmp_path):
 def test_models_must_share_the_vocabulary(gc, tmp_path):
     with pytest.raises(ValueError, match="vocabulary"):
         gc.build_models(str(tmp_path), {"vocab_size": 300}, {"vocab_size": 200})
+
+
+def test_policy_config_is_qwen2_0_5b_sized(gc):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    # Built on the meta device: shapes only, no memory. Qwen2-0.5B has 494,032,768 parameters
+    # (tied embeddings), as its model card's "0.49B" says.
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(Qwen2Config(**gc.QWEN2_0_5B))
+    assert sum(p.numel() for p in model.parameters()) == 494_032_768
+    assert gc.REWARD_MODEL["vocab_size"] == gc.QWEN2_0_5B["vocab_size"]
+
+
+def test_a_failing_worker_is_recorded_not_raised(gc):
+    # The child rejects its arguments (fp16 on the CPU); the parent keeps the exit status and stderr.
+    record = gc.run_worker_subprocess("b", ["--device", "cpu", "--dtype", "fp16"])
+    assert record["error"] == "exit status 2"
+    assert "fp16 needs --device cuda" in record["stderr_tail"]
