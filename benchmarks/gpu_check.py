@@ -371,14 +371,16 @@ def check_losses(args, with_liger: bool) -> dict:
                 row["mem_ratio"] = fused["peak_mib"] / naive["peak_mib"]
         out["losses"][loss] = row
     ce_fused = out["losses"]["ce"]["fused"]
-    for loss in LOSSES[:-1]:
+    liger = out["losses"]["ce"].get("liger")
+    for loss in LOSSES:
         fused = out["losses"][loss]["fused"]
-        if not fused["oom"] and not ce_fused["oom"]:
+        if loss != "ce" and not fused["oom"] and not ce_fused["oom"]:
             out["losses"][loss]["ce_time_ratio"] = fused["time_s"] / ce_fused["time_s"]
-        liger = out["losses"]["ce"].get("liger")
+        # Every fused loss (our CE included) against Liger's fused CE, the cost of a fused LM-head loss.
         if liger and not liger["oom"] and not fused["oom"]:
             out["losses"][loss]["liger_time_ratio"] = fused["time_s"] / liger["time_s"]
-            out["losses"][loss]["liger_mem_ratio"] = fused["peak_mib"] / liger["peak_mib"]
+            if fused["peak_mib"] is not None and liger["peak_mib"]:
+                out["losses"][loss]["liger_mem_ratio"] = fused["peak_mib"] / liger["peak_mib"]
     return out
 
 

@@ -261,3 +261,29 @@ def test_a_failing_worker_is_recorded_not_raised(gc):
     record = gc.run_worker_subprocess("b", ["--device", "cpu", "--dtype", "fp16"])
     assert record["error"] == "exit status 2"
     assert "fp16 needs --device cuda" in record["stderr_tail"]
+
+
+def test_liger_column_is_wired_with_liger_argument_order(gc, monkeypatch):
+    # A stand-in with Liger's call signature, loss(lin_weight, _input, target), computing plain CE;
+    # swapped arguments would fail on the shapes. Run at toy size on the CPU through check a itself.
+    class FakeLigerCE(torch.nn.Module):
+        def forward(self, lin_weight, _input, target, bias=None):
+            return torch.nn.functional.cross_entropy(_input @ lin_weight.T, target)
+
+    liger = types.ModuleType("liger_kernel")
+    liger_transformers = types.ModuleType("liger_kernel.transformers")
+    liger_transformers.LigerFusedLinearCrossEntropyLoss = FakeLigerCE
+    monkeypatch.setitem(sys.modules, "liger_kernel", liger)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", liger_transformers)
+    args = gc.parse_args(
+        ["--device", "cpu", "--dtype", "fp32", "--n", "16", "--vocab", "40", "--hidden", "8"]
+    )
+    losses = gc.check_losses(args, with_liger=True)["losses"]
+    ce = losses["ce"]
+    assert set(ce) >= {"fused", "liger", "naive"}
+    assert ce["liger"]["loss"] == pytest.approx(ce["naive"]["loss"], rel=1e-6)
+    for loss in ("lco_kld", "lco_lch", "lco_mse", "ce"):
+        row = losses[loss]
+        assert row["liger_time_ratio"] == pytest.approx(row["fused"]["time_s"] / ce["liger"]["time_s"])
+        assert "liger" not in row or loss == "ce"
+    assert "ce_time_ratio" not in ce and "ce_time_ratio" in losses["lco_kld"]
