@@ -216,6 +216,10 @@ def _trained_table_methods(records: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _and(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
 def intro_markdown(settings: DemoSettings, problems: dict[str, str], seconds: float) -> str:
     """The opening paragraph: the task, the evaluated problem counts, the models and the budget."""
     return (
@@ -251,23 +255,23 @@ def methods_intro_markdown(records: list[dict], settings: DemoSettings) -> str:
         for k in {r["iterations_per_rollout"] for r in runs}:
             by_iterations.setdefault(k, []).append(label)
     text = []
-    if by_group:
-        notes = {GROUP_SIZE: " (the paper's group size)", MIN_GROUP: " (the fewest TRL's GRPOTrainer allows)"}
-        parts = [
-            f"{n} for {', '.join(labels)}{notes.get(n, '')}"
-            for n, labels in sorted(by_group.items(), reverse=True)
-        ]
-        text.append(f"Completions sampled per prompt: {'; '.join(parts)}.")
-        if len(by_group) > 1:
-            most, fewest = max(by_group), min(by_group)
-            text.append(
-                f"With the same rollout budget, a method that samples {fewest} sees {most / fewest:g}× as many "
-                f"prompts as one that samples {most}."
-            )
+    notes = {GROUP_SIZE: ", the paper's group size", MIN_GROUP: ", the fewest TRL's GRPOTrainer allows"}
+    parts = [
+        f"{_and(labels)} sample{'s' if len(labels) == 1 else ''} {n} completions per prompt{notes.get(n, '')}"
+        for n, labels in sorted(by_group.items(), reverse=True)
+    ]
+    if parts:
+        text.append("; ".join(parts) + ".")
+    if len(by_group) > 1:
+        most, fewest = max(by_group), min(by_group)
+        text.append(
+            f"With the same rollout budget, a method that samples {fewest} sees {most / fewest:g}× as many "
+            f"prompts as one that samples {most}."
+        )
     several = {k: labels for k, labels in by_iterations.items() if k > 1}
     for k, labels in sorted(several.items()):
         text.append(
-            f"{', '.join(labels)} optimise{'s' if len(labels) == 1 else ''} each rollout batch for {k} epochs."
+            f"{_and(labels)} optimise{'s' if len(labels) == 1 else ''} each rollout batch for {k} epochs."
         )
     if several:
         text.append("Every other method takes one optimizer step per rollout batch.")
