@@ -13,7 +13,7 @@ import math
 import os
 import platform
 
-from ..evaluate import SPLITS
+from ..evaluate import SPLITS, problems_evaluated
 from ..settings import DemoSettings
 from .stats import collapsed, mean_std, norm_stats
 
@@ -79,15 +79,15 @@ def collect_run(run, settings: DemoSettings) -> dict:
 def evaluated_problems(records: list[dict], settings: DemoSettings) -> dict[str, str]:
     """split → how many problems were evaluated, as the report prints it.
 
-    Read from the runs' metrics (what was actually evaluated); without runs, from the settings (the
-    evaluation takes the first ``eval.<split>_problems`` of a split of ``task.<split>_size``). Runs
-    that disagree, which a cache keyed by the settings should make impossible, show every count.
+    Read from the runs' metrics (what was actually evaluated); without runs, from the settings through
+    :func:`lco.demo.evaluate.problems_evaluated`. Runs that disagree, which a cache keyed by the
+    settings should make impossible, show every count.
     """
     counts = {}
     for split in SPLITS:
         seen = sorted({r["splits"][split]["problems"] for r in records})
         if not seen:
-            seen = [min(getattr(settings.eval, f"{split}_problems"), getattr(settings.task, f"{split}_size"))]
+            seen = [problems_evaluated(split, settings.task, settings.eval)]
         counts[split] = " or ".join(str(n) for n in seen)
     return counts
 

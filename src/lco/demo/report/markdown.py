@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..evaluate import SPLITS
 from ..methods import GROUP_SIZE, METHODS, MIN_GROUP
 from ..settings import DemoSettings
 from .stats import COLLAPSE_DROP, COLLAPSE_TAIL
@@ -29,11 +30,14 @@ def _cell(stats: dict) -> str:
     return f"{_pct(stats['mean'])} ± {_pct(stats['std'])}"
 
 
-_COLUMNS = (("test", "pass@1"), ("hard", "pass@1"), ("test", "greedy_pass@1"), ("hard", "greedy_pass@1"))
+# sampled pass@1 of every split, then greedy pass@1 of every split
+_COLUMNS = tuple((split, metric) for metric in ("pass@1", "greedy_pass@1") for split in SPLITS)
+_HEADINGS = {"pass@1": "pass@1", "greedy_pass@1": "greedy"}
 
 
 def table_markdown(table: dict) -> str:
-    header = "| Method | Test pass@1 | Hard pass@1 | Test greedy | Hard greedy |\n|---|---|---|---|---|\n"
+    names = [f"{split.capitalize()} {_HEADINGS[metric]}" for split, metric in _COLUMNS]
+    header = "| Method | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|\n"
     best = {}
     for split, metric in _COLUMNS:
         means = [
