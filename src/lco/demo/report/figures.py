@@ -55,6 +55,17 @@ def _smooth(ys: list[float], window: int = 9) -> list[float]:
     return out
 
 
+def _method_panels(plt, groups: list[list[dict]], draw, what: str, ylabel: str):
+    """One panel per method (its runs), side by side: ``draw(ax, runs)`` plots them against rollouts;
+    the panel is titled "<method>: <what>" and has a legend."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
+    for ax, runs in zip(axes[0], groups, strict=True):
+        draw(ax, runs)
+        ax.set(title=f"{runs[0]['label']}: {what}", xlabel="rollouts", ylabel=ylabel)
+        ax.legend(fontsize=8)
+    return fig
+
+
 def make_figures(
     records: list[dict], settings: DemoSettings, sweep: dict | None, folder: Path
 ) -> dict[str, str]:
@@ -82,40 +93,33 @@ def make_figures(
         return _series(r["_history"], key, r["iterations_per_rollout"], batch)
 
     plotted = [m for m in DYNAMICS_METHODS if m in by_method] or list(by_method)[:2]
+
+    def grad_norm_panel(ax, runs):
+        for r in runs:
+            xs, ys = series(r, "grad_norm")
+            ax.plot(xs, ys, lw=0.6, alpha=0.5)
+            ax.plot(xs, _smooth(ys), lw=1.6, label=f"seed {r['seed']}")
+
+    def by_sign_panel(ax, runs):
+        for key, color, name in (
+            ("lco/grad_norm_pos", "tab:green", "A > 0"),
+            ("lco/grad_norm_neg", "tab:red", "A < 0"),
+        ):
+            for i, r in enumerate(runs):
+                xs, ys = series(r, key)
+                ax.plot(xs, ys, color=color, lw=1.2, alpha=0.8, label=name if i == 0 else None)
+
     # Figs. 1–2: gradient norm during training, PPO vs LCO-KLD
     if plotted:
-        fig, axes = plt.subplots(1, len(plotted), figsize=(5.5 * len(plotted), 3.8), squeeze=False)
-        for ax, m in zip(axes[0], plotted, strict=True):
-            for r in by_method[m]:
-                xs, ys = series(r, "grad_norm")
-                ax.plot(xs, ys, lw=0.6, alpha=0.5)
-                ax.plot(xs, _smooth(ys), lw=1.6, label=f"seed {r['seed']}")
-            ax.set(
-                title=f"{by_method[m][0]['label']}: gradient norm",
-                xlabel="rollouts",
-                ylabel="‖∇θ L‖ (before clipping)",
-            )
-            ax.legend(fontsize=8)
+        groups = [by_method[m] for m in plotted]
+        fig = _method_panels(plt, groups, grad_norm_panel, "gradient norm", "‖∇θ L‖ (before clipping)")
         save(fig, "grad_norm", "grad_norm.png")
 
     # Fig. 6: gradient norm restricted to tokens with A > 0 and A < 0
     sign_methods = [m for m in plotted if any(series(r, "lco/grad_norm_pos")[0] for r in by_method[m])]
     if sign_methods:
-        fig, axes = plt.subplots(1, len(sign_methods), figsize=(5.5 * len(sign_methods), 3.8), squeeze=False)
-        for ax, m in zip(axes[0], sign_methods, strict=True):
-            for key, color, name in (
-                ("lco/grad_norm_pos", "tab:green", "A > 0"),
-                ("lco/grad_norm_neg", "tab:red", "A < 0"),
-            ):
-                for i, r in enumerate(by_method[m]):
-                    xs, ys = series(r, key)
-                    ax.plot(xs, ys, color=color, lw=1.2, alpha=0.8, label=name if i == 0 else None)
-            ax.set(
-                title=f"{by_method[m][0]['label']}: gradient norm by advantage sign",
-                xlabel="rollouts",
-                ylabel="‖∇θ L‖",
-            )
-            ax.legend(fontsize=8)
+        groups = [by_method[m] for m in sign_methods]
+        fig = _method_panels(plt, groups, by_sign_panel, "gradient norm by advantage sign", "‖∇θ L‖")
         save(fig, "grad_norm_by_sign", "grad_norm_by_sign.png")
 
     # entropy and sampled-token probability (Fig. 6 a-1/b-1), every trained method, mean over seeds
