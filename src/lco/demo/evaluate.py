@@ -15,7 +15,12 @@ from ..eval.answers import is_correct
 from ..tasks.arithmetic import generate_splits
 from .settings import EvalSettings, TaskSettings
 
-SPLITS = ("test", "hard")
+SPLITS = ("test", "hard")  # the splits every policy is evaluated on; the report reads them from here
+
+
+def problems_evaluated(split: str, task: TaskSettings, settings: EvalSettings) -> int:
+    """How many problems of ``split`` the evaluation takes: the first ``settings.<split>_problems``."""
+    return min(getattr(settings, f"{split}_problems"), getattr(task, f"{split}_size"))
 
 
 def pass_at_one(
@@ -69,10 +74,7 @@ def evaluate_policy(
 
     out_dir = Path(out_dir)
     splits = generate_splits(**vars(task))
-    problems = {
-        "test": splits["test"][: settings.test_problems],
-        "hard": splits["hard"][: settings.hard_problems],
-    }
+    problems = {split: splits[split][: problems_evaluated(split, task, settings)] for split in SPLITS}
     generator = build_generator(
         policy["kind"],
         model=policy.get("model"),

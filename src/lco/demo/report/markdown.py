@@ -1,0 +1,398 @@
+"""The report's text: ``report.md`` from the tables of :mod:`.collect` and the demo's settings.
+
+Every number in the prose comes from the settings or from the runs actually read (problem counts,
+completions per prompt, steps per rollout batch, sampling temperature): a profile that evaluates
+100 problems says 100. A quantity that does not exist is printed as "—".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..evaluate import SPLITS
+from ..methods import GROUP_SIZE, METHODS, MIN_GROUP
+from ..settings import DemoSettings
+from .stats import COLLAPSE_DROP, COLLAPSE_TAIL
+
+LCO_PREFIX = "lco_"
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def _cell(stats: dict) -> str:
+    if stats["mean"] is None:
+        return "—"
+    if stats["std"] is None:
+        return _pct(stats["mean"])
+    return f"{_pct(stats['mean'])} ± {_pct(stats['std'])}"
+
+
+# sampled pass@1 of every split, then greedy pass@1 of every split
+_COLUMNS = tuple((split, metric) for metric in ("pass@1", "greedy_pass@1") for split in SPLITS)
+_HEADINGS = {"pass@1": "pass@1", "greedy_pass@1": "greedy"}
+
+
+def table_markdown(table: dict) -> str:
+    names = [f"{split.capitalize()} {_HEADINGS[metric]}" for split, metric in _COLUMNS]
+    header = "| Method | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|\n"
+    best = {}
+    for split, metric in _COLUMNS:
+        means = [
+            e["stats"][split][metric]["mean"]
+            for e in table.values()
+            if e["stats"][split][metric]["mean"] is not None
+        ]
+        best[(split, metric)] = max(means) if means else None
+    rows = []
+    for entry in table.values():
+        cells = []
+        for split, metric in _COLUMNS:
+            stats = entry["stats"][split][metric]
+            text = _cell(stats)
+            if stats["mean"] is not None and stats["mean"] == best[(split, metric)]:
+                text = f"**{text}**"
+            cells.append(text)
+        rows.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    return header + "\n".join(rows) + "\n"
+
+
+def findings(table: dict) -> list[str]:
+    """Plain statements of who beats whom on the test split (sampled pass@1 means), LCO vs baselines."""
+
+    def mean(name, split="test"):
+        return table[name]["stats"][split]["pass@1"]["mean"]
+
+    def std(name):
+        return table[name]["stats"]["test"]["pass@1"]["std"] or 0.0
+
+    lines = []
+    methods = [m for m in table if mean(m) is not None]
+    if not methods:
+        return lines
+    top = max(methods, key=mean)
+    lines.append(f"Best on the test split (sampled pass@1): **{table[top]['label']}** ({_pct(mean(top))}).")
+    if "warmup" in table:
+        trained = [m for m in methods if m != "warmup"]
+        better = [table[m]["label"] for m in trained if mean(m) > mean("warmup")]
+        worse = [table[m]["label"] for m in trained if mean(m) <= mean("warmup")]
+        lines.append(
+            f"Above the warm-up ({_pct(mean('warmup'))}): {', '.join(better) or 'none'}; "
+            f"not above it: {', '.join(worse) or 'none'}."
+        )
+    lco = [m for m in methods if m.startswith(LCO_PREFIX)]
+    baselines = [m for m in methods if not m.startswith(LCO_PREFIX) and m != "warmup"]
+    for m in lco:
+        if not baselines:
+            break
+        beats = [b for b in baselines if mean(m) > mean(b)]
+        loses = [b for b in baselines if mean(m) <= mean(b)]
+        within = [b for b in beats + loses if abs(mean(m) - mean(b)) <= max(std(m), std(b))]
+        text = f"{table[m]['label']} beats {', '.join(table[b]['label'] for b in beats) or 'no baseline'}"
+        text += f" and does not beat {', '.join(table[b]['label'] for b in loses) or 'any — it beats all'}"
+        if within:
+            text += f" (within one seed-std of {', '.join(table[b]['label'] for b in within)}: not a meaningful difference)"
+        lines.append(text + ".")
+    return lines
+
+
+def stability_findings(stab: dict, records: list[dict]) -> list[str]:
+    """One line per method whose runs collapsed: how many, and from where to where."""
+    lines = []
+    for method, entry in stab.items():
+        if not entry["collapses"]:
+            continue
+        runs = [r for r in records if r["method"] == method and r["purpose"] == "table" and r["collapsed"]]
+        falls = ", ".join(
+            f"{_pct(r['best_curve_pass'])} → {_pct(r['final_curve_pass'])}" for r in runs if r["curve"]
+        )
+        lines.append(
+            f"{entry['label']} collapsed in {entry['collapses']} of {entry['runs']} runs "
+            f"(greedy pass@1 on the curve's problems, best → last: {falls or 'diverged'})."
+        )
+    if stab and not lines:
+        lines.append("No run collapsed.")
+    return lines
+
+
+def _tidy_markdown(text: str) -> str:
+    """Blank lines around headings and before tables, as every Markdown renderer wants them."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        is_heading, is_table = line.startswith("#"), line.startswith("|")
+        prev = out[-1] if out else ""
+        if (
+            out
+            and prev.strip()
+            and (is_heading or (is_table and not prev.startswith("|")) or prev.startswith("#"))
+        ):
+            out.append("")
+        out.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out))
+
+
+def _fmt(x, digits=3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def stability_markdown(stab: dict) -> str:
+    lines = [
+        "| Method | Collapses | Diverged | Grad-norm median | Grad-norm p99 | p99 / median | Grad-norm max |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entry in stab.values():
+        g = entry["grad_norm"] or {}
+        lines.append(
+            f"| {entry['label']} | {entry['collapses']}/{entry['runs']} | {entry['diverged']}/{entry['runs']} | "
+            f"{_fmt(g.get('median'))} | {_fmt(g.get('p99'))} | {_fmt(g.get('p99_over_median'))} | {_fmt(g.get('max'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(sweep: dict, ladder: tuple[float, ...]) -> str:
+    head = "| Method | " + " | ".join(f"lr {lr:g}" for lr in ladder) + " | First collapse |"
+    lines = [head, "|---" * (len(ladder) + 2) + "|"]
+    for entry in sweep.values():
+        cells = []
+        for lr in ladder:
+            run = entry["runs"].get(f"{lr:g}")
+            if run is None:
+                cells.append("—")
+                continue
+            mark = " (collapsed)" if run["collapsed"] else ""
+            cells.append(f"{_pct(run['test_pass@1'])}{mark}")
+        first = entry["first_collapse_lr"]
+        lines.append(
+            f"| {entry['label']} | " + " | ".join(cells) + f" | {'none' if first is None else f'{first:g}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _settings_markdown(settings: DemoSettings) -> str:
+    lines = []
+    for group, values in settings.as_dict().items():
+        if isinstance(values, dict):
+            flat = []
+            for k, v in values.items():
+                if isinstance(v, dict):
+                    flat += [f"{k}.{kk}={vv}" for kk, vv in v.items()]
+                else:
+                    flat.append(f"{k}={v}")
+            lines.append(f"- **{group}**: " + ", ".join(flat))
+        else:
+            lines.append(f"- **{group}**: {values}")
+    return "\n".join(lines) + "\n"
+
+
+def _methods_markdown(records: list[dict], settings: DemoSettings) -> str:
+    lines = [
+        "| Method | Objective | Advantage | Reward | Completions / prompt | Steps / rollout batch | Optimizer steps | Rollouts |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for r in records:
+        if r["method"] in seen or r["purpose"] != "table":
+            continue
+        seen.add(r["method"])
+        m = METHODS[r["method"]]
+        if not m.trained:
+            lines.append(f"| {m.label} | not trained ({m.policy}) | — | — | — | — | — | 0 |")
+            continue
+        lines.append(
+            f"| {m.label} | {m.objective} | {m.advantage} | {m.reward} | {m.num_generations} | "
+            f"{r.get('iterations_per_rollout', '—')} | {r.get('steps', '—')} | {r['rollouts']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _trained_table_methods(records: list[dict]) -> dict[str, list[dict]]:
+    """method → its table runs, in first-seen order, for the trained methods."""
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        if r["purpose"] == "table" and r["trained"]:
+            out.setdefault(r["method"], []).append(r)
+    return out
+
+
+def _and(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def intro_markdown(settings: DemoSettings, problems: dict[str, str], seconds: float) -> str:
+    """The opening paragraph: the task, the evaluated problem counts, the models and the budget."""
+    return (
+        f"A synthetic arithmetic task (evaluated: the first {problems['test']} problems of the test split, "
+        "two-operand 2-digit ± problems, the role of MATH500; and the first "
+        f"{problems['hard']} of the hard split, subtractions that need a borrow, the role of "
+        "AMC23/MinervaMath), a tiny Qwen2 policy π_0 and a stronger φ_ref taken from one SFT warm-up at two "
+        "capability targets, φ_DPO trained from φ_ref with DPO on verifier-labelled pairs of π_0's samples, "
+        "then RL from π_0 for every method with the same rollout budget "
+        f"({settings.rl.rollout_budget} completions). "
+        f"Wall time of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s).\n"
+    )
+
+
+def decoding_markdown(settings: DemoSettings) -> str:
+    """How the table's two pass@1 columns were decoded."""
+    return (
+        f"Sampled: T = {settings.eval.temperature:g}, top-p {settings.eval.top_p:g}, one completion per "
+        "problem. Greedy: deterministic decoding. For the policies that are not trained the spread is "
+        "sampling noise only.\n"
+    )
+
+
+def methods_intro_markdown(records: list[dict], settings: DemoSettings) -> str:
+    """Completions per prompt and steps per rollout batch, as the trained runs actually used them."""
+    trained = _trained_table_methods(records)
+    by_group: dict[int, list[str]] = {}
+    by_iterations: dict[int, list[str]] = {}
+    for runs in trained.values():
+        label = runs[0]["label"]
+        for n in {r["num_generations"] for r in runs}:
+            by_group.setdefault(n, []).append(label)
+        for k in {r["iterations_per_rollout"] for r in runs}:
+            by_iterations.setdefault(k, []).append(label)
+    text = []
+    notes = {GROUP_SIZE: ", the paper's group size", MIN_GROUP: ", the fewest TRL's GRPOTrainer allows"}
+    parts = [
+        f"{_and(labels)} sample{'s' if len(labels) == 1 else ''} {n} completions per prompt{notes.get(n, '')}"
+        for n, labels in sorted(by_group.items(), reverse=True)
+    ]
+    if parts:
+        text.append("; ".join(parts) + ".")
+    if len(by_group) > 1:
+        most, fewest = max(by_group), min(by_group)
+        text.append(
+            f"With the same rollout budget, a method that samples {fewest} sees {most / fewest:g}× as many "
+            f"prompts as one that samples {most}."
+        )
+    several = {k: labels for k, labels in by_iterations.items() if k > 1}
+    for k, labels in sorted(several.items()):
+        text.append(
+            f"{_and(labels)} optimise{'s' if len(labels) == 1 else ''} each rollout batch for {k} epochs."
+        )
+    if several:
+        text.append("Every other method takes one optimizer step per rollout batch.")
+    text.append(
+        "LCO's advantage is the dense DPO advantage log φ_DPO/φ_ref (eq. 13) unless the row says otherwise; "
+        "the baselines use the rule reward (math-verify ±1). One learning rate for every method "
+        f"({settings.rl.learning_rate:g}); no method is tuned."
+    )
+    return " ".join(text) + "\n\n"
+
+
+def stability_intro_markdown(settings: DemoSettings) -> str:
+    """The collapse rule and how to read the gradient-norm columns."""
+    return (
+        f"A run *collapses* when its greedy pass@1 curve (first {settings.rl.curve_problems} test problems, "
+        f"every {settings.rl.curve_every} rollouts) falls to ≤ {int(100 * COLLAPSE_DROP)} % of its best and "
+        f"stays there (its last {COLLAPSE_TAIL} points), or when training diverges. Gradient norms are "
+        "TRL's `grad_norm` (before clipping), pooled over the seeds; their scale differs between losses, "
+        "so compare p99 / median (spikiness) rather than absolute values.\n\n"
+    )
+
+
+def reward_model_markdown(rm_info: dict, settings: DemoSettings) -> str:
+    """φ_DPO's data, held-out preference accuracy and, if measured, how its dense advantage ranks tokens."""
+    md = [
+        f"{rm_info['pairs']} verifier-labelled pairs from {rm_info['prompts']} prompts × "
+        f"{settings.reward_model.samples_per_prompt} samples of the warm-up policy (its sample accuracy: "
+        f"{_pct(rm_info['sample_accuracy'])} %). φ_DPO's preference accuracy on {rm_info['held_out_pairs']} "
+        f"held-out pairs (implicit reward of the chosen above the rejected): "
+        f"{_pct(rm_info['held_out_accuracy'])} %, mean margin {_fmt(rm_info['held_out_margin'])}.\n"
+    ]
+    dense = rm_info.get("dense_advantage")
+    if dense:
+        md.append(
+            f"\nDense advantage A = log φ_DPO − log φ_ref (eq. 13, mean-normalised over the vocabulary) along "
+            f"the reference solutions of {dense['problems']} validation problems ({dense['positions']} "
+            f"positions): its argmax is the correct next token at {_pct(dense['argmax_is_correct_token'])} % "
+            f"of them; A of the correct token averages {_fmt(dense['mean_advantage_of_correct_token'])}, the "
+            f"largest A {_fmt(dense['mean_max_advantage'])}. LCO re-anchors π_old at the current policy every "
+            "rollout batch, so π ∝ π_0·exp(k·A/β) after k batches if each is fitted: wherever A's argmax is "
+            "not the correct token, that token ends up preferred.\n"
+        )
+    return "".join(md)
+
+
+def timing_markdown(times: dict) -> str:
+    return (
+        "\n".join(
+            f"- {k}: "
+            + (
+                ", ".join(f"{stage} {t:.0f} s" for stage, t in v.items())
+                if isinstance(v, dict)
+                else _fmt(v, 4)
+            )
+            for k, v in times.items()
+        )
+        + "\n"
+    )
+
+
+FIGURE_CAPTIONS = {
+    "grad_norm": "Gradient norm vs rollouts (the paper's Figs. 1–2)",
+    "grad_norm_by_sign": "Gradient norm of the tokens with positive vs negative advantage (Fig. 6)",
+    "entropy": "Policy entropy and probability of the sampled token (Fig. 6 a-1/b-1)",
+    "pass_vs_rollouts": "pass@1 vs rollouts (Fig. 7)",
+    "lr_sweep": "Learning-rate sweep",
+    "gap": "Gradient-Gap M(K) vs pass@1",
+}
+
+
+def report_markdown(
+    settings: DemoSettings,
+    records: list[dict],
+    problems: dict[str, str],
+    table: dict,
+    stab: dict,
+    sweep: dict | None,
+    figures: dict[str, str],
+    rm_info: dict | None,
+    times: dict,
+    seconds: float,
+) -> str:
+    """The whole ``report.md``: results, stability, sweep, figures, reward model, setup and timing."""
+    md = [f"# lco demo — the paper's experiment in miniature (profile: {settings.profile})\n"]
+    md.append(intro_markdown(settings, problems, seconds))
+    md.append(f"## Results (pass@1 in %, mean ± std over {settings.seeds} seed(s); best in bold)\n")
+    md.append(decoding_markdown(settings))
+    md.append(table_markdown(table))
+    md.append("\n### What the numbers say\n")
+    md.extend(f"- {line}\n" for line in findings(table) + stability_findings(stab, records))
+    md.append("\n## Stability\n")
+    md.append(stability_intro_markdown(settings))
+    md.append(stability_markdown(stab))
+    if sweep:
+        md.append("\n## Learning-rate sweep (seed 0; test pass@1 in %)\n")
+        md.append(sweep_markdown(sweep, settings.lr_sweep))
+    md.append("\n## Figures\n")
+    for key, name in figures.items():
+        md.append(f"\n**{FIGURE_CAPTIONS[key]}**\n\n![{FIGURE_CAPTIONS[key]}](figures/{name})\n")
+    if rm_info is not None:
+        md.append("\n## Reward model\n")
+        md.append(reward_model_markdown(rm_info, settings))
+    md.append("\n## Setup: methods\n")
+    md.append(methods_intro_markdown(records, settings))
+    md.append(_methods_markdown(records, settings))
+    md.append("\n## Setup: every hyper-parameter\n")
+    md.append(_settings_markdown(settings))
+    md.append("\n## Timing\n")
+    md.append(timing_markdown(times))
+    return _tidy_markdown("".join(md))
+
+
+__all__ = [
+    "findings",
+    "report_markdown",
+    "stability_findings",
+    "stability_markdown",
+    "sweep_markdown",
+    "table_markdown",
+]

@@ -1,0 +1,82 @@
+"""The report's statistics: mean ± std over seeds, gradient-norm spikiness and the collapse rule.
+
+Pure functions of numbers and curves: nothing here reads a file or knows the demo's stages.
+
+- A run *collapses* when its pass@1 curve falls to ≤ ``COLLAPSE_DROP`` of its best and stays there
+  (its last ``COLLAPSE_TAIL`` points), or when training diverged (non-finite gradients).
+- Gradient norms are summarised by median, p99, max and p99/median: the losses differ in scale, so
+  spikes are compared relative to each run's typical norm (scale-free).
+
+A quantity that does not exist (a static policy's gradient norm, a std over one seed) is ``None``,
+never 0, so that the report can print "—" instead of a number that was not measured.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+COLLAPSE_DROP = 0.5  # a fall to ≤ 50 % of the best pass@1 …
+COLLAPSE_TAIL = 2  # … in the last two points of the curve
+
+
+def finite(values) -> list[float]:
+    """The finite numbers among ``values``, as floats (NaN, ±inf and non-numbers dropped)."""
+    return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    # linear interpolation between closest ranks, as numpy's default, without importing numpy
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def norm_stats(values) -> dict | None:
+    """Median, p99, max and p99/median of the finite values (None if there are none)."""
+    kept = finite(values)
+    if not kept:
+        return None
+    median = statistics.median(kept)
+    p99 = _percentile(kept, 0.99)
+    return {
+        "median": median,
+        "p99": p99,
+        "max": max(kept),
+        "p99_over_median": p99 / median if median > 0 else None,
+        "steps": len(kept),
+        "non_finite_steps": len(list(values)) - len(kept),
+    }
+
+
+def collapsed(curve: list[dict], diverged: bool = False) -> tuple[bool, str]:
+    """Whether a run collapsed, and why (see the module docstring)."""
+    if diverged:
+        return True, "training diverged (non-finite gradients)"
+    values = [p["pass@1"] for p in curve]
+    if len(values) <= COLLAPSE_TAIL:
+        return False, ""
+    best_at = max(range(len(values)), key=values.__getitem__)
+    best = values[best_at]
+    tail = values[-COLLAPSE_TAIL:]
+    if best > 0 and best_at < len(values) - COLLAPSE_TAIL and all(v <= COLLAPSE_DROP * best for v in tail):
+        return True, f"pass@1 fell from {best:.2f} to {values[-1]:.2f} and stayed there"
+    return False, ""
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean, sample std (None over fewer than two values) and count of the finite values."""
+    values = finite(values)
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
+
+
+__all__ = ["COLLAPSE_DROP", "COLLAPSE_TAIL", "collapsed", "finite", "mean_std", "norm_stats"]
