@@ -150,7 +150,7 @@ def test_a_constant_advantage_row_normalises_to_zero_not_nan():
 
 def test_unknown_normalisation_is_rejected():
     with pytest.raises(ValueError, match="mode"):
-        normalize_advantages(torch.zeros(2, 3), "std")
+        normalize_advantages(torch.zeros(2, 3), "zscore")
 
 
 def test_after_centring_the_zero_shift_minimises_the_advantage_norm_sec44():
