@@ -69,7 +69,7 @@ def normalize_advantages(
             :func:`lco.objectives.targets.support_ids`. Over one entry the statistics are
             degenerate (centring gives 0, the std is 0), so a one-entry support needs ``"none"``.
 
-    The stds are population stds (``unbiased=False``), as for ``"mean_std"`` before.
+    The stds are population stds (``unbiased=False``).
     """
     check_choice("mode", mode, NORMALIZATIONS)
     adv = advantages.float()
