@@ -352,7 +352,9 @@ def test_a_support_of_the_whole_vocabulary_gives_the_whole_vocabulary_statistics
     adv = torch.randn(3, 6)
     ids = torch.arange(6).flip(0).expand(3, 6)
     for mode in ("mean", "mean_std", "std"):
-        torch.testing.assert_close(normalize_advantages(adv, mode, support=ids), normalize_advantages(adv, mode))
+        torch.testing.assert_close(
+            normalize_advantages(adv, mode, support=ids), normalize_advantages(adv, mode)
+        )
 
 
 @pytest.mark.parametrize(

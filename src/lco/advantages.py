@@ -74,7 +74,11 @@ def normalize_advantages(
     check_choice("mode", mode, NORMALIZATIONS)
     adv = advantages.float()
     if support is not None:
-        if not isinstance(support, torch.Tensor) or support.shape[:-1] != adv.shape[:-1] or support.dim() != adv.dim():
+        if (
+            not isinstance(support, torch.Tensor)
+            or support.shape[:-1] != adv.shape[:-1]
+            or support.dim() != adv.dim()
+        ):
             got = tuple(support.shape) if isinstance(support, torch.Tensor) else type(support).__name__
             raise ValueError(
                 f"support must be token ids of shape (*{tuple(adv.shape[:-1])}, k) (the token shape of "

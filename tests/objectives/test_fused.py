@@ -82,7 +82,9 @@ def _leaves(p, requires_grad=True):
     return [t.requires_grad_(requires_grad) for t in leaves]
 
 
-def _naive_lco(p, loss, adv_dense, old_full, mask, beta=0.8, normalization="mean", beta_negative=None, support=None):
+def _naive_lco(
+    p, loss, adv_dense, old_full, mask, beta=0.8, normalization="mean", beta_negative=None, support=None
+):
     """The naive loss; a support (int k or ids [N, k]) is resolved to ids from z_old as the fused one does."""
     leaves = _leaves(p)
     z = leaves[0] @ leaves[1].T + (leaves[2] if len(leaves) == 3 else 0.0)
@@ -203,9 +205,13 @@ def _assert_fused_equals_naive(p, loss, adv_form, old_form, mask, chunk_size, su
     adv, adv_dense = _advantages(p, adv_form)
     old, old_full = _old_logits(p, old_form)
     fused_support, naive_support = _support(p, support_form)
-    naive_value, naive_grads = _naive_lco(p, loss, adv_dense, old_full, mask, support=naive_support, **options)
+    naive_value, naive_grads = _naive_lco(
+        p, loss, adv_dense, old_full, mask, support=naive_support, **options
+    )
     kw = {"actions": p["actions"]} if support_form == "sampled" and adv_form != "sparse" else {}
-    fused_value, fused_grads, _ = _fused_lco(p, loss, adv, old, mask, chunk_size, support=fused_support, **options, **kw)
+    fused_value, fused_grads, _ = _fused_lco(
+        p, loss, adv, old, mask, chunk_size, support=fused_support, **options, **kw
+    )
     torch.testing.assert_close(fused_value, naive_value, **TOL)
     for name, f, n in zip(("hidden", "weight", "bias"), fused_grads, naive_grads, strict=True):
         torch.testing.assert_close(f, n, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")

@@ -356,7 +356,9 @@ def test_support_value_and_autograd_gradient_match_the_closed_forms(name, suppor
     z = logits.clone().requires_grad_(True)
     loss = LOSSES[name](z, old_logits, adv, 0.7, mask, beta_negative=beta_negative, support=support)
     loss.backward()
-    expected, expected_grad = _reference_on_support(name, logits, old_logits, adv, 0.7, mask, ids, beta_negative)
+    expected, expected_grad = _reference_on_support(
+        name, logits, old_logits, adv, 0.7, mask, ids, beta_negative
+    )
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
     np.testing.assert_allclose(z.grad.double().numpy(), expected_grad, rtol=1e-4, atol=1e-6)
 
@@ -369,7 +371,9 @@ def test_registry_logit_grad_on_a_support_agrees_with_autograd_of_its_value(name
     z_star = torch.randn(6, 4, generator=g)
     value = LCO_LOSSES[name].value(z, z_star, ids)
     (auto,) = torch.autograd.grad(value.sum(), z)
-    torch.testing.assert_close(LCO_LOSSES[name].logit_grad(z.detach(), z_star, ids), auto, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        LCO_LOSSES[name].logit_grad(z.detach(), z_star, ids), auto, atol=1e-6, rtol=1e-5
+    )
     if name != "lco_kld":  # MSE/LCH touch only the support's logits
         assert torch.all(auto.scatter(-1, ids, 0.0) == 0)
 
@@ -385,7 +389,9 @@ def test_options_off_and_whole_vocabulary_support_give_the_papers_loss(name):
         assert float(loss.detach()) == pytest.approx(paper, rel=1e-5, abs=1e-7), kwargs
         np.testing.assert_allclose(z.grad.double().numpy(), paper_grad, rtol=1e-4, atol=1e-7)
     default = LOSSES[name](logits, old_logits, adv, 0.9, mask)
-    assert torch.equal(default, LOSSES[name](logits, old_logits, adv, 0.9, mask, beta_negative=None, support=None))
+    assert torch.equal(
+        default, LOSSES[name](logits, old_logits, adv, 0.9, mask, beta_negative=None, support=None)
+    )
 
 
 @pytest.mark.parametrize("name", ["lco_mse", "lco_lch"])
@@ -462,9 +468,9 @@ def test_property_support_losses_vanish_at_the_target_and_have_the_closed_form_g
     # At z = z* on the support (any values elsewhere for MSE/LCH), the loss is 0.
     at_target = z.detach().scatter(-1, ids, z_star) if name != "lco_kld" else None
     if at_target is not None:
-        assert float(LOSSES[name](at_target, old_logits, adv, beta, mask, beta_negative=beta_negative, support=k)) == (
-            pytest.approx(0.0, abs=1e-6)
-        )
+        assert float(
+            LOSSES[name](at_target, old_logits, adv, beta, mask, beta_negative=beta_negative, support=k)
+        ) == (pytest.approx(0.0, abs=1e-6))
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,10 @@ Where z_old and A come from is the caller's choice, resolved chunk by chunk: a f
 a callable ``(start, end) -> [end − start, V]`` (the trainer computes them from saved hidden
 states and heads; see :func:`dpo_advantage_chunks`), a :class:`SparseAdvantages` pair (eq. 11),
 or — for z_old — ``None``, meaning on-policy: z_old is the current logits, detached, at no extra
-matmul. The tests hold every combination against the naive functions applied to ``hidden @ weight.T``.
+matmul. The stability options of the naive functions come along: ``beta_negative`` (β for A < 0)
+and ``support`` (``None``, top-k of z_old found per chunk, token ids ``[N, k]`` or ``"sampled"``;
+then only the ``[c, k]`` entries of A and z_old on the support enter z*). The tests hold every
+combination against the naive functions applied to ``hidden @ weight.T``.
 """
 
 from __future__ import annotations
@@ -225,11 +228,11 @@ def _check_support(support, actions: torch.Tensor | None, n_tokens: int, vocab_s
         return None
     if isinstance(support, str):
         if support != "sampled":
-            raise ValueError(f"support must be None, an int k, token ids [N, k] or 'sampled'; got {support!r}")
-        if actions is None:
             raise ValueError(
-                "support='sampled' needs the sampled actions: pass SparseAdvantages or actions"
+                f"support must be None, an int k, token ids [N, k] or 'sampled'; got {support!r}"
             )
+        if actions is None:
+            raise ValueError("support='sampled' needs the sampled actions: pass SparseAdvantages or actions")
         return actions.unsqueeze(-1)
     if isinstance(support, bool) or not isinstance(support, (int, torch.Tensor)):
         raise ValueError(

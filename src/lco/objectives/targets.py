@@ -87,14 +87,20 @@ def support_ids(old_logits: torch.Tensor, support: Support) -> torch.Tensor | No
     return support
 
 
-def check_support_ids(ids: torch.Tensor, token_shape: torch.Size, vocab_size: int, name: str = "support") -> None:
+def check_support_ids(
+    ids: torch.Tensor, token_shape: torch.Size, vocab_size: int, name: str = "support"
+) -> None:
     """Token ids ``[*token_shape, k]``, 1 ≤ k ≤ V, in [0, V), distinct within each row.
 
     A repeated id would count its π* mass (or its MSE term) twice.
     """
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise ValueError(f"{name} must be an integer tensor of token ids, got dtype {ids.dtype}")
-    if ids.dim() != len(token_shape) + 1 or ids.shape[:-1] != token_shape or not 0 < ids.shape[-1] <= vocab_size:
+    if (
+        ids.dim() != len(token_shape) + 1
+        or ids.shape[:-1] != token_shape
+        or not 0 < ids.shape[-1] <= vocab_size
+    ):
         raise ValueError(
             f"{name} must have shape (*{tuple(token_shape)}, k) with 0 < k <= V = {vocab_size} "
             f"(token ids per token), got {tuple(ids.shape)}"
@@ -105,7 +111,9 @@ def check_support_ids(ids: torch.Tensor, token_shape: torch.Size, vocab_size: in
             f"min {int(ids.min())}, max {int(ids.max())}"
         )
     if ids.shape[-1] > 1 and bool((ids.sort(-1).values.diff(dim=-1) == 0).any()):
-        raise ValueError(f"{name} lists the same token id twice in a row; each support entry must be distinct")
+        raise ValueError(
+            f"{name} lists the same token id twice in a row; each support entry must be distinct"
+        )
 
 
 def optimal_logits(
@@ -129,7 +137,9 @@ def optimal_logits(
     # A finite β can still overflow A/β in fp32 (β = 1e-40 is "positive and finite"); an inf in z*
     # would turn every loss into NaN, so name the culprit here instead.
     if not bool(torch.isfinite(z_star).all()):
-        which = f"beta={beta!r}" if beta_negative is None else f"beta={beta!r} or beta_negative={beta_negative!r}"
+        which = (
+            f"beta={beta!r}" if beta_negative is None else f"beta={beta!r} or beta_negative={beta_negative!r}"
+        )
         raise ValueError(
             f"{which} is too small: z* = z_old + A/β overflows fp32 for advantages up to "
             f"{float(adv.abs().max()):.3g}"
