@@ -6,6 +6,11 @@ its closed-form logit gradient ∂ℓ/∂z (eqs. 44, 47 and 2/|V|·(z − z*) fo
 functions here differentiate the value with autograd; the fused path
 (:mod:`lco.objectives.fused`) uses the closed-form gradient chunk by chunk, and the tests hold
 the two against each other and against the paper.
+
+Two stability options, off by default: ``beta_negative`` (the KL weight where A < 0) and
+``support`` (the entries π* and the regression cover: the vocabulary, top-k of z_old, or given
+token ids); see :mod:`lco.objectives.targets`. With a support of k entries z* is ``[..., k]`` and
+the gradients are π_θ − π*_support (KLD), (2/k)·(z − z*) and tanh(z − z*)/k on the support (MSE, LCH).
 """
 
 from __future__ import annotations
@@ -123,17 +128,6 @@ LCO_LOSSES: dict[str, LogitLoss] = {
 
 # --- the public objectives -----------------------------------------------------------------
 
-_OPTIONS_DOC = """
-    Stability options (both off by default, which is the paper as written, bit for bit):
-
-    - ``beta_negative``: KL weight for the entries with A < 0 (``None`` = β); see
-      :func:`lco.optimal_logits`.
-    - ``support``: ``None`` (whole vocabulary), an int k (the top-k entries of z_old per token) or
-      token ids ``[..., k]`` (e.g. the sampled action ``actions[..., None]``); see
-      :func:`lco.optimal_log_policy`. ``advantages`` stay dense ``[..., V]``; only their entries
-      on the support are read.
-"""
-
 
 def check_support_size(loss: str, k: int) -> None:
     """LCO-KLD on a one-entry support is meaningless: π* is the one-hot of that entry whatever A
@@ -185,6 +179,14 @@ def lco_mse(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
         advantages: dense advantages A, ``[..., V]``.
         beta: KL weight β > 0.
         mask: optional ``[...]`` selecting the tokens E_t averages over.
+        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β); see
+            :func:`lco.optimal_logits`.
+        support: ``None`` (whole vocabulary, the default), an int k (the top-k entries of z_old
+            per token) or token ids ``[..., k]`` (e.g. the sampled action ``actions[..., None]``);
+            see :func:`lco.optimal_log_policy`. ``advantages`` stay dense ``[..., V]``; only their
+            entries on the support are read.
+
+    With both options off the loss is the paper's, bit for bit.
 
     Strongly convex in z with Hessian (2/|V|)·I (Lemma 4.6, eq. 43). With a support of k entries
     the mean runs over those k logits only, gradient (2/k)·(z − z*) there and 0 elsewhere; the
@@ -196,7 +198,7 @@ def lco_mse(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
 
 
 def lco_lch(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
-    """LCO-LCH, eq. (9): E_t[(1/|V|)·Σ_a log cosh(z_θ − z*)].
+    """LCO-LCH, eq. (9): E_t[(1/|V|)·Σ_a log cosh(z_θ − z*)]. Arguments as :func:`lco_mse`.
 
     Convex in z with Hessian diag(sech²(z − z*))/|V| (eq. 46); its logit gradient is
     tanh(z − z*)/|V| (eq. 44), bounded by 1/|V| per entry whatever the advantage noise
@@ -210,7 +212,7 @@ def lco_lch(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
 def lco_kld(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
     """LCO-KLD, eq. (10): E_t[KL(π* ‖ π_θ)] with π* = softmax(z_old + A/β) (eq. 6).
 
-    Sum over the vocabulary, mean over the masked tokens. Logit gradient π_θ − π* (eq. 47),
+    Arguments as :func:`lco_mse`. Sum over the vocabulary, mean over the masked tokens. Logit gradient π_θ − π* (eq. 47),
     Hessian diag(π_θ) − π_θπ_θᵀ (eq. 49). With a support, π* is restricted to it (0 elsewhere)
     while π_θ stays normalised over the whole vocabulary, so the gradient is π_θ − π*_support:
     mass outside the support is pushed down. A support of one entry is rejected (π* would not
@@ -219,7 +221,3 @@ def lco_kld(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
     return _lco_objective(
         LCO_LOSSES["lco_kld"], logits, old_logits, advantages, beta, mask, beta_negative, support
     )
-
-
-for _objective in (lco_mse, lco_lch, lco_kld):
-    _objective.__doc__ += _OPTIONS_DOC
