@@ -268,6 +268,15 @@ def test_fused_options_off_are_the_papers_path_bit_for_bit(loss):
     assert all(torch.equal(a, b) for a, b in zip(plain_grads, off_grads, strict=True))
 
 
+def test_fused_int32_support_ids_give_the_int64_result():
+    p = _problem()
+    ids, _ = _support(p, "ids")
+    adv, _ = _advantages(p, "dense")
+    v64, g64, _ = _fused_lco(p, "lco_kld", adv, None, None, 4, support=ids, normalization="std")
+    v32, g32, _ = _fused_lco(p, "lco_kld", adv, None, None, 4, support=ids.int(), normalization="std")
+    assert torch.equal(v64, v32) and all(torch.equal(a, b) for a, b in zip(g64, g32, strict=True))
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(1, 30),

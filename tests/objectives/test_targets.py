@@ -295,3 +295,15 @@ def test_a_beta_negative_small_enough_to_overflow_is_rejected_naming_it():
     z_old, adv = _random_step()
     with pytest.raises(ValueError, match="beta_negative"):
         optimal_logits(z_old, adv, 1.0, beta_negative=1e-40)
+
+
+def test_token_ids_of_any_integer_dtype_are_accepted():
+    z_old, adv = _random_step(shape=(3, 5), seed=11)
+    ids = torch.tensor([[0, 2], [4, 1], [3, 0]])
+    expected = optimal_log_policy(z_old, adv, 1.0, support=ids)
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        torch.testing.assert_close(optimal_log_policy(z_old, adv, 1.0, support=ids.to(dtype)), expected)
+        torch.testing.assert_close(
+            lco_kld(z_old, z_old, adv, 1.0, support=ids.to(dtype)),
+            lco_kld(z_old, z_old, adv, 1.0, support=ids),
+        )

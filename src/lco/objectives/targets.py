@@ -67,8 +67,9 @@ def tilt(advantages: torch.Tensor, beta: float, beta_negative: float | None) -> 
 def support_ids(old_logits: torch.Tensor, support: Support) -> torch.Tensor | None:
     """The support as token ids ``[..., k]`` (``None`` for the whole vocabulary), checked.
 
-    An int k gives the top-k entries of ``old_logits`` per token (``torch.topk``); a LongTensor is
-    checked (token shape of ``old_logits``, ids in [0, V), no id twice in a row) and returned.
+    An int k gives the top-k entries of ``old_logits`` per token (``torch.topk``); an integer
+    tensor is checked (token shape of ``old_logits``, ids in [0, V), no id twice in a row) and
+    returned as int64.
     """
     vocab_size = old_logits.shape[-1]
     if support is None:
@@ -84,7 +85,7 @@ def support_ids(old_logits: torch.Tensor, support: Support) -> torch.Tensor | No
             f"support must be None, an int k or a LongTensor of token ids, got {type(support).__name__}"
         )
     check_support_ids(support, old_logits.shape[:-1], vocab_size)
-    return support
+    return support.long()  # gather / scatter index with int64 only
 
 
 def check_support_ids(
