@@ -139,7 +139,7 @@ def test_fused_value_and_grads_equal_naive(loss, adv_form, old_form, mask_kind, 
         torch.testing.assert_close(f, n, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
-@pytest.mark.parametrize("normalization", ["mean", "mean_std", "none"])
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_normalization_matches_normalize_advantages(loss, normalization):
     p = _problem(bias=False)
@@ -151,7 +151,7 @@ def test_every_normalization_matches_normalize_advantages(loss, normalization):
         torch.testing.assert_close(f, n, **TOL)
 
 
-@pytest.mark.parametrize("normalization", ["mean", "mean_std", "none"])
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
 def test_the_callers_advantages_and_old_logits_are_not_modified(normalization):
     p = _problem()
     adv, old = p["dense_advantages"], p["old"][0] @ p["old"][1].T
