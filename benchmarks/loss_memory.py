@@ -13,7 +13,10 @@ on-policy step (fused ``old_logits=None``; naive ``z.detach()``) with sparse out
 with ``lco.sparse_advantages`` inside the measured step. ``dpo_dense`` (LCO-KLD only): the dense DPO
 advantage log φ_DPO − log φ_ref (eq. 13) from two extra heads' hidden states ``[N, H]`` and weights
 ``[V, H]`` — naive computes both ``[N, V]`` logits, fused uses :func:`lco.dpo_advantage_chunks`.
-Advantages are mean-normalised over the vocabulary (§4.4) in both.
+Advantages are mean-normalised over the vocabulary (§4.4) in both. ``dpo_dense_top5`` (LCO-KLD
+only) is the authors' stable setting on the same inputs: π* restricted to the top-5 entries of
+z_old (``support=5``) and the advantage divided by its std over those 5 (``"std"``), naive
+through ``lco.normalize_advantages(..., support=ids)`` and ``lco.lco_kld(..., support=ids)``.
 
 Method. Every (case, implementation) runs in its own subprocess, so that one run's freed-but-
 retained heap cannot hide another's peak, with glibc's mmap threshold fixed at 1 MiB
@@ -45,6 +48,7 @@ fused CE at the same N, V; ``plain_ce_time_ratio`` divides by the naive CE inste
     OMP_NUM_THREADS=2 python benchmarks/loss_memory.py --json results.json
     python benchmarks/loss_memory.py --quick               # a smoke run in seconds
     python benchmarks/loss_memory.py --table results.json  # the README's markdown table
+    python benchmarks/loss_memory.py --quick --only lco_kld:dpo_dense_top5   # one row
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ HIDDEN = 1024
 QUICK_SIZES = ((2048, 4096),)
 QUICK_HIDDEN = 64
 BETA = 1.0
+TOP_K = 5  # the dpo_dense_top5 row's support: the authors' logits_topk
 MARGIN_BYTES = 2 * 2**30
 
 # fp32 [N, V] blocks alive at the naive step's peak (logits, advantages, z*, the loss's
@@ -97,7 +102,7 @@ def _inputs(torch, n, v, h, advantages, seed=0):
         "token_advantages": torch.randn(n, generator=g),
         "actions": torch.randint(0, v, (n,), generator=g),
     }
-    if advantages == "dpo_dense":
+    if advantages.startswith("dpo_dense"):
         for role in ("dpo", "ref"):
             inp[f"{role}_hidden"] = torch.randn(n, h, generator=g)
             inp[f"{role}_weight"] = torch.randn(v, h, generator=g) / h**0.5
@@ -112,15 +117,19 @@ def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
         if loss == "ce":
             value = lco.fused_sft_loss(hidden, weight, inp["actions"], chunk_size=chunk_size)
         else:
+            options = {}
             if advantages == "sparse":
                 adv = lco.SparseAdvantages(inp["token_advantages"], inp["actions"])
             else:
                 adv = lco.dpo_advantage_chunks(
                     inp["dpo_hidden"], inp["dpo_weight"], None, inp["ref_hidden"], inp["ref_weight"], None
                 )
+                if advantages == "dpo_dense_top5":
+                    options = {"support": TOP_K, "normalization": "std"}
             value = lco.fused_lco_loss(
-                hidden, weight, loss=loss, beta=BETA, advantages=adv, old_logits=None, chunk_size=chunk_size
-            )
+                hidden, weight, loss=loss, beta=BETA, advantages=adv, old_logits=None, chunk_size=chunk_size,
+                **options,
+            )  # fmt: skip
     else:
         z = hidden @ weight.T
         if loss == "ce":
@@ -133,8 +142,9 @@ def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
                     adv = lco.dpo_advantages(
                         inp["dpo_hidden"] @ inp["dpo_weight"].T, inp["ref_hidden"] @ inp["ref_weight"].T
                     )
-                adv = lco.normalize_advantages(adv, "mean")
-            value = getattr(lco, loss)(z, z.detach(), adv, BETA)
+                ids = z.topk(TOP_K, dim=-1).indices if advantages == "dpo_dense_top5" else None
+                adv = lco.normalize_advantages(adv, "std" if ids is not None else "mean", support=ids)
+            value = getattr(lco, loss)(z, z.detach(), adv, BETA, support=ids)
             del adv
         del z
     value.backward()
@@ -203,11 +213,17 @@ def _run_worker(spec: dict, glibc_default: bool) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _groups(quick: bool):
-    """One group per size: CE first (the LCO records divide by its time), then the LCO losses."""
+CASES = (*((loss, "sparse") for loss in LOSSES), ("lco_kld", "dpo_dense"), ("lco_kld", "dpo_dense_top5"))
+
+
+def _groups(quick: bool, only: list[str] | None = None):
+    """One group per size: CE first (the LCO records divide by its time), then the LCO losses.
+
+    ``only``: ``LOSS:ADVANTAGES`` names of the cases to run (all by default)."""
     sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
+    cases = [c for c in CASES if only is None or f"{c[0]}:{c[1]}" in only]
     for n, v in sizes:
-        yield n, v, h, [*((loss, "sparse") for loss in LOSSES), ("lco_kld", "dpo_dense")]
+        yield n, v, h, cases
 
 
 def _skip_reason(need: float) -> str | None:
@@ -241,7 +257,7 @@ def run(args) -> list[dict]:
     biggest = max(n * v for n, v in (QUICK_SIZES if args.quick else SIZES))
     blocks: dict[tuple[str, str], float] = {}
     records = []
-    for n, v, h, cases in _groups(args.quick):
+    for n, v, h, cases in _groups(args.quick, args.only):
         chunk = args.chunk_size or default_chunk_size(v)
         # The biggest size is run once: it dominates the wall time on a 2-core CPU.
         repeats = 1 if (n * v == biggest and not args.quick) else args.repeats
@@ -274,7 +290,7 @@ def run(args) -> list[dict]:
                 peak = recs[(loss, adv)][impl]["peak_extra_mb"] * 2**20
                 measured = (peak - 2 * v * h * 4) / (n * v * 4)
                 blocks[(loss, adv)] = max(blocks.get((loss, adv), 0.0), 1.1 * measured)
-        ce = recs[("ce", "sparse")]
+        ce = recs.get(("ce", "sparse"))  # absent when --only leaves CE out: no ce_time_ratio then
         for rec in recs.values():
             rec.update(_ratios(rec, None if rec is ce else ce))
             records.append(rec)
@@ -356,6 +372,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--glibc-default", action="store_true", help="leave glibc's dynamic mmap threshold (see Method)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[f"{loss}:{adv}" for loss, adv in CASES],
+        help="run only this case (repeatable), e.g. lco_kld:dpo_dense_top5",
     )
     parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results file and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -150,7 +150,7 @@ def test_a_constant_advantage_row_normalises_to_zero_not_nan():
 
 def test_unknown_normalisation_is_rejected():
     with pytest.raises(ValueError, match="mode"):
-        normalize_advantages(torch.zeros(2, 3), "std")
+        normalize_advantages(torch.zeros(2, 3), "zscore")
 
 
 def test_after_centring_the_zero_shift_minimises_the_advantage_norm_sec44():
@@ -309,3 +309,71 @@ def test_gae_rejects_mismatched_or_non_finite_inputs():
         gae(torch.full((2, 5), float("nan")), torch.zeros(2, 5))
     with pytest.raises(ValueError, match="^values"):
         gae(torch.zeros(2, 5), torch.full((2, 5), float("inf")))
+
+
+def test_std_normalisation_divides_by_the_population_std_without_centring():
+    g = torch.Generator().manual_seed(4)
+    adv = torch.randn(3, 4, 10, generator=g) * 5 + 2
+    out = normalize_advantages(adv, "std")
+    a = adv.double().numpy()
+    np.testing.assert_allclose(out.double().numpy(), a / a.std(-1, keepdims=True), rtol=1e-5)
+    # No centring: the mean keeps its sign and the ratio between entries is unchanged.
+    assert torch.all(torch.sign(out.mean(-1)) == torch.sign(adv.mean(-1)))
+
+
+def test_std_normalisation_leaves_a_row_without_spread_unscaled():
+    out = normalize_advantages(torch.full((2, 5), 3.0), "std")
+    assert torch.equal(out, torch.full((2, 5), 3.0))
+
+
+@pytest.mark.parametrize("mode", ["mean", "mean_std", "std", "none"])
+def test_statistics_over_a_support_are_those_of_its_entries_applied_to_the_whole_row(mode):
+    g = torch.Generator().manual_seed(5)
+    adv = torch.randn(4, 9, generator=g) * 3 + 1
+    ids = torch.stack([torch.randperm(9, generator=g)[:4] for _ in range(4)])
+    out = normalize_advantages(adv, mode, support=ids)
+    assert out.shape == adv.shape
+    a = adv.double().numpy()
+    s = np.take_along_axis(a, ids.numpy(), -1)
+    mean, std = s.mean(-1, keepdims=True), s.std(-1, keepdims=True)
+    expected = {
+        "mean": a - mean,
+        "mean_std": (a - mean) / (std + 1e-6),
+        "std": a / std,
+        "none": a,
+    }[mode]
+    np.testing.assert_allclose(out.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    # Without a support the statistics are the whole row's, which differ.
+    if mode != "none":
+        assert not torch.allclose(out, normalize_advantages(adv, mode))
+
+
+def test_a_support_of_the_whole_vocabulary_gives_the_whole_vocabulary_statistics():
+    adv = torch.randn(3, 6)
+    ids = torch.arange(6).flip(0).expand(3, 6)
+    for mode in ("mean", "mean_std", "std"):
+        torch.testing.assert_close(
+            normalize_advantages(adv, mode, support=ids), normalize_advantages(adv, mode)
+        )
+
+
+@pytest.mark.parametrize(
+    ("support", "mode"),
+    [
+        (torch.zeros(3, 1, dtype=torch.long), "mean"),  # one entry: no statistics
+        (torch.zeros(3, 1, dtype=torch.long), "std"),
+        (torch.tensor([[0, 6]] * 3), "mean"),  # id out of range
+        (torch.tensor([[0, 1]] * 2), "mean"),  # token shape mismatch
+        (torch.tensor([0, 1, 2]), "mean"),  # no k axis
+        (torch.tensor([[0.0, 1.0]] * 3), "std"),  # not integer ids
+        (3, "mean"),  # top-k needs z_old: resolve it with support_ids first
+    ],
+)
+def test_bad_support_for_normalisation_is_rejected_naming_support(support, mode):
+    with pytest.raises(ValueError, match="support"):
+        normalize_advantages(torch.randn(3, 6), mode, support=support)
+
+
+def test_one_entry_support_is_accepted_without_normalisation():
+    adv = torch.randn(3, 6)
+    assert torch.equal(normalize_advantages(adv, "none", support=torch.zeros(3, 1, dtype=torch.long)), adv)

@@ -6,7 +6,7 @@ a token advantage has the token shape ``[...]`` and refers to the sampled action
 - :func:`sparse_advantages` — sampled-action sparse estimate, eq. (11).
 - :func:`logprob_advantages` — log-probability dense estimate, eq. (12).
 - :func:`dpo_advantages` — DPO log-ratio dense estimate, eq. (13) (the paper's default).
-- :func:`normalize_advantages` — per-step centring over the vocabulary, §4.4.
+- :func:`normalize_advantages` — per-step centring / scaling over the vocabulary or a support, §4.4.
 - :func:`group_advantages` — sequence rewards → advantages (GRPO / RLOO / batch baselines).
 - :func:`gae` — generalised advantage estimation for PPO with a critic.
 """
@@ -17,7 +17,7 @@ import torch
 
 from .objectives.validation import check_actions, check_choice, check_finite, check_same_shape
 
-NORMALIZATIONS = ("mean", "mean_std", "none")
+NORMALIZATIONS = ("mean", "mean_std", "std", "none")
 
 
 def sparse_advantages(token_advantages: torch.Tensor, actions: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -41,22 +41,69 @@ def sparse_advantages(token_advantages: torch.Tensor, actions: torch.Tensor, voc
     return dense.scatter_(-1, actions.unsqueeze(-1).long(), token_advantages.float().unsqueeze(-1))
 
 
-def normalize_advantages(advantages: torch.Tensor, mode: str = "mean", eps: float = 1e-6) -> torch.Tensor:
-    """Per-step normalisation over the vocabulary axis (§4.4).
+def normalize_advantages(
+    advantages: torch.Tensor,
+    mode: str = "mean",
+    eps: float = 1e-6,
+    *,
+    support: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-step normalisation over the vocabulary axis (§4.4), or over a support of it.
 
     ``"mean"`` subtracts the mean over V so that (1/|V|)·Σ_a A = 0, which makes z* of eq. (7)
     the shift with the tightest convergence bound (Props. 4.8/4.9: argmin_C ‖A + C‖).
-    ``"mean_std"`` also divides by the standard deviation over V; ``"none"`` leaves A as is.
+    ``"mean_std"`` also divides by the standard deviation over V; ``"std"`` only divides by it
+    (no centring: the authors' public code for the dense DPO advantage); ``"none"`` leaves A as is.
     π* of eq. (6), hence LCO-KLD, is unchanged by the centring; LCO-MSE/LCH are not.
+
+    Args:
+        advantages: dense A, ``[..., V]``.
+        mode: one of :data:`NORMALIZATIONS`.
+        eps: added to the std in ``"mean_std"``; in ``"std"`` a row whose std is at most ``eps``
+            is left unscaled (it has no scale to remove, and dividing by ``eps`` would multiply
+            it by 1e6).
+        support: optional token ids ``[..., k]`` (integer, the token shape of ``advantages``):
+            the mean and std are taken over those k entries per token — the entries a
+            support-restricted LCO loss reads — and applied to the whole row, so the result keeps
+            the shape ``[..., V]``. A top-k support is resolved from z_old with
+            :func:`lco.objectives.targets.support_ids`. Over one entry the statistics are
+            degenerate (centring gives 0, the std is 0), so a one-entry support needs ``"none"``.
+
+    The stds are population stds (``unbiased=False``).
     """
     check_choice("mode", mode, NORMALIZATIONS)
     adv = advantages.float()
+    if support is not None:
+        if (
+            not isinstance(support, torch.Tensor)
+            or support.shape[:-1] != adv.shape[:-1]
+            or support.dim() != adv.dim()
+        ):
+            got = tuple(support.shape) if isinstance(support, torch.Tensor) else type(support).__name__
+            raise ValueError(
+                f"support must be token ids of shape (*{tuple(adv.shape[:-1])}, k) (the token shape of "
+                f"advantages), got {got}"
+            )
+        check_actions(support, adv.shape[-1], "support")
+        if support.shape[-1] == 1 and mode != "none":
+            raise ValueError(
+                f"support has one entry per token: mode={mode!r} has no statistics over it "
+                "(the mean is the entry itself, the std 0); use mode='none'"
+            )
     if mode == "none":
         return adv
-    centred = adv - adv.mean(-1, keepdim=True)
+    on_support = adv if support is None else adv.gather(-1, support.long())
+    if mode == "std":
+        std = on_support.std(-1, keepdim=True, unbiased=False)
+        return adv / torch.where(std > eps, std, torch.ones_like(std))
+    centred = adv - on_support.mean(-1, keepdim=True)
     if mode == "mean":
         return centred
-    return centred / (centred.std(-1, keepdim=True, unbiased=False) + eps)
+    if support is not None:
+        on_support = centred.gather(-1, support.long())
+    else:
+        on_support = centred
+    return centred / (on_support.std(-1, keepdim=True, unbiased=False) + eps)
 
 
 def logprob_advantages(logits: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from lco import (
     logprob_advantage_chunks,
 )
 from lco.objectives.fused import default_chunk_size
+from lco.objectives.targets import support_ids
 
 LOSSES = ("lco_mse", "lco_lch", "lco_kld")
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -81,12 +82,16 @@ def _leaves(p, requires_grad=True):
     return [t.requires_grad_(requires_grad) for t in leaves]
 
 
-def _naive_lco(p, loss, adv_dense, old_full, mask, beta=0.8, normalization="mean"):
+def _naive_lco(
+    p, loss, adv_dense, old_full, mask, beta=0.8, normalization="mean", beta_negative=None, support=None
+):
+    """The naive loss; a support (int k or ids [N, k]) is resolved to ids from z_old as the fused one does."""
     leaves = _leaves(p)
     z = leaves[0] @ leaves[1].T + (leaves[2] if len(leaves) == 3 else 0.0)
     z_old = z.detach() if old_full is None else old_full
-    adv = lco.normalize_advantages(adv_dense, normalization)
-    value = getattr(lco, loss)(z, z_old, adv, beta, mask)
+    ids = support_ids(z_old, support)
+    adv = lco.normalize_advantages(adv_dense, normalization, support=ids)
+    value = getattr(lco, loss)(z, z_old, adv, beta, mask, beta_negative=beta_negative, support=ids)
     return value, torch.autograd.grad(value, leaves)
 
 
@@ -134,7 +139,7 @@ def test_fused_value_and_grads_equal_naive(loss, adv_form, old_form, mask_kind, 
         torch.testing.assert_close(f, n, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
-@pytest.mark.parametrize("normalization", ["mean", "mean_std", "none"])
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_normalization_matches_normalize_advantages(loss, normalization):
     p = _problem(bias=False)
@@ -146,7 +151,7 @@ def test_every_normalization_matches_normalize_advantages(loss, normalization):
         torch.testing.assert_close(f, n, **TOL)
 
 
-@pytest.mark.parametrize("normalization", ["mean", "mean_std", "none"])
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
 def test_the_callers_advantages_and_old_logits_are_not_modified(normalization):
     p = _problem()
     adv, old = p["dense_advantages"], p["old"][0] @ p["old"][1].T
@@ -179,6 +184,122 @@ def test_property_fused_equals_naive_for_any_shape_and_chunking(
     torch.testing.assert_close(fused_value, naive_value, **TOL)
     for f, n_ in zip(fused_grads, naive_grads, strict=True):
         torch.testing.assert_close(f, n_, **TOL)
+
+
+# --- stability options: per-sign β and the support of π* ------------------------------------------
+
+
+def _support(p, form, k=3):
+    """(what the fused loss gets, what the naive loss gets) for one support form."""
+    n, v = p["hidden"].shape[0], p["weight"].shape[0]
+    if form is None or isinstance(form, int):
+        return form, form
+    if form == "ids":
+        g = torch.Generator().manual_seed(n + v)
+        ids = torch.rand(n, v, generator=g).argsort(-1)[:, :k]
+        return ids, ids
+    return "sampled", p["actions"][:, None]
+
+
+def _assert_fused_equals_naive(p, loss, adv_form, old_form, mask, chunk_size, support_form, **options):
+    adv, adv_dense = _advantages(p, adv_form)
+    old, old_full = _old_logits(p, old_form)
+    fused_support, naive_support = _support(p, support_form)
+    naive_value, naive_grads = _naive_lco(
+        p, loss, adv_dense, old_full, mask, support=naive_support, **options
+    )
+    kw = {"actions": p["actions"]} if support_form == "sampled" and adv_form != "sparse" else {}
+    fused_value, fused_grads, _ = _fused_lco(
+        p, loss, adv, old, mask, chunk_size, support=fused_support, **options, **kw
+    )
+    torch.testing.assert_close(fused_value, naive_value, **TOL)
+    for name, f, n in zip(("hidden", "weight", "bias"), fused_grads, naive_grads, strict=True):
+        torch.testing.assert_close(f, n, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("mask_kind", ["partial", "all_false"])
+@pytest.mark.parametrize("old_form", ["tensor", None])
+@pytest.mark.parametrize("support_form", [3, "ids"])
+@pytest.mark.parametrize("adv_form", ["dense", "sparse", "callable"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fused_with_a_support_std_over_it_and_beta_negative_equals_naive(
+    loss, adv_form, support_form, old_form, mask_kind
+):
+    """The authors' setting: top-k (or given ids) support, std over it without centring, β×k for A < 0."""
+    p = _problem()
+    mask = _masks(p)[mask_kind]
+    _assert_fused_equals_naive(
+        p, loss, adv_form, old_form, mask, 4, support_form, normalization="std", beta_negative=5.0
+    )
+
+
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
+@pytest.mark.parametrize("chunk_size", [1, 13])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fused_normalizations_over_a_top_k_support_equal_naive(loss, chunk_size, normalization):
+    p = _problem()
+    _assert_fused_equals_naive(p, loss, "dense", "callable", None, chunk_size, 5, normalization=normalization)
+
+
+@pytest.mark.parametrize("old_form", ["tensor", "callable", None])
+@pytest.mark.parametrize("adv_form", ["dense", "sparse", "callable"])
+@pytest.mark.parametrize("loss", ["lco_mse", "lco_lch"])
+def test_fused_sampled_support_is_the_naive_sampled_logit_regression(loss, adv_form, old_form):
+    p = _problem()
+    _assert_fused_equals_naive(
+        p, loss, adv_form, old_form, p["mask"], 4, "sampled", normalization="none", beta_negative=0.3
+    )
+
+
+@pytest.mark.parametrize("adv_form", ["dense", "sparse"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fused_beta_negative_alone_equals_naive(loss, adv_form):
+    p = _problem()
+    _assert_fused_equals_naive(p, loss, adv_form, "tensor", p["mask"], 5, None, beta_negative=12.0)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fused_options_off_are_the_papers_path_bit_for_bit(loss):
+    p = _problem()
+    adv, _ = _advantages(p, "dense")
+    plain_value, plain_grads, _ = _fused_lco(p, loss, adv, None, p["mask"], 4)
+    off_value, off_grads, _ = _fused_lco(p, loss, adv, None, p["mask"], 4, beta_negative=None, support=None)
+    assert torch.equal(plain_value, off_value)
+    assert all(torch.equal(a, b) for a, b in zip(plain_grads, off_grads, strict=True))
+
+
+def test_fused_int32_support_ids_give_the_int64_result():
+    p = _problem()
+    ids, _ = _support(p, "ids")
+    adv, _ = _advantages(p, "dense")
+    v64, g64, _ = _fused_lco(p, "lco_kld", adv, None, None, 4, support=ids, normalization="std")
+    v32, g32, _ = _fused_lco(p, "lco_kld", adv, None, None, 4, support=ids.int(), normalization="std")
+    assert torch.equal(v64, v32) and all(torch.equal(a, b) for a, b in zip(g64, g32, strict=True))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    v=st.integers(2, 12),
+    chunk_size=st.integers(1, 40),
+    k=st.integers(2, 12),
+    loss=st.sampled_from(LOSSES),
+    adv_form=st.sampled_from(["dense", "sparse", "callable"]),
+    old_form=st.sampled_from(["tensor", "callable", None]),
+    normalization=st.sampled_from(["mean", "mean_std", "std", "none"]),
+    beta_negative=st.sampled_from([None, 0.2, 50.0]),
+    masked=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_fused_with_options_equals_naive_for_any_shape_and_chunking(
+    n, v, chunk_size, k, loss, adv_form, old_form, normalization, beta_negative, masked, seed
+):
+    p = _problem(n=n, v=v, h=4, seed=seed)
+    mask = p["mask"] if masked else None
+    _assert_fused_equals_naive(
+        p, loss, adv_form, old_form, mask, chunk_size, min(k, v),
+        normalization=normalization, beta_negative=beta_negative,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("chunk_size", [3, 16])
@@ -387,6 +508,23 @@ def test_no_tensor_larger_than_one_chunk_of_logits_is_ever_created(loss, adv_for
     assert naive_ops.largest >= n * v
 
 
+@pytest.mark.parametrize(("loss", "support"), [(name, 5) for name in LOSSES] + [("lco_mse", "sampled")])
+@pytest.mark.parametrize("adv_form", ["sparse", "callable"])
+def test_no_tensor_larger_than_one_chunk_of_logits_is_created_with_a_support(loss, support, adv_form):
+    n, v, h, chunk = 512, 256, 4, 16
+    p = _problem(n=n, v=v, h=h)
+    adv, _ = _advantages(p, adv_form)
+    leaves = _leaves(p)
+    with _OpRecorder() as fused_ops:
+        value = fused_lco_loss(
+            leaves[0], leaves[1], bias=leaves[2], loss=loss, beta=1.0, advantages=adv, mask=p["mask"],
+            chunk_size=chunk, support=support, actions=p["actions"], beta_negative=100.0,
+            normalization="std" if support == 5 else "none",
+        )  # fmt: skip
+        torch.autograd.grad(value, leaves)
+    assert fused_ops.largest <= chunk * v
+
+
 def test_default_chunk_size_is_256_tokens_capped_by_the_block_budget():
     assert default_chunk_size(32000) == default_chunk_size(152064) == 256
     assert default_chunk_size(1_000_000) * 1_000_000 * 4 <= 256 * 2**20
@@ -453,6 +591,20 @@ def _bad_inputs():
         ({"old_logits": lambda s, e: torch.zeros(e - s + 1, v)}, "old_logits"),
         ({"advantages": p["dense_advantages"], "actions": torch.full((n,), v)}, "actions"),
         ({"actions": (p["actions"] + 1) % v}, "actions"),
+        ({"beta_negative": 0.0}, "beta_negative"),
+        ({"beta_negative": float("nan")}, "beta_negative"),
+        ({"support": 0}, "support"),
+        ({"support": v + 1}, "support"),
+        ({"support": "top5"}, "support"),
+        ({"support": 2.5}, "support"),
+        ({"support": torch.zeros(n, 2, dtype=torch.long)}, "support"),  # the same id twice
+        ({"support": torch.arange(2).expand(n - 1, 2)}, "support"),  # token count mismatch
+        ({"support": torch.full((n, 2), v) - torch.arange(2)}, "support"),  # id v out of range
+        ({"support": torch.arange(2.0).expand(n, 2)}, "support"),  # float ids
+        ({"support": "sampled", "advantages": p["dense_advantages"]}, "support"),  # no actions
+        ({"support": "sampled", "normalization": "none"}, "support"),  # lco_kld on one entry
+        ({"support": 1, "normalization": "none"}, "support"),
+        ({"support": "sampled", "loss": "lco_mse"}, "normalization"),  # "mean" over one entry
     ]
     return ok, cases
 

@@ -301,3 +301,201 @@ def test_log_cosh_keeps_relative_precision_near_zero_in_fp32():
     x = torch.tensor([1e-4, 1e-3, 3e-2], dtype=torch.float32)
     expected = x.double() ** 2 / 2 - x.double() ** 4 / 12
     torch.testing.assert_close(log_cosh(x).double(), expected, rtol=1e-5, atol=0)
+
+
+# --- stability options: support of π* and per-sign β ---------------------------------------------
+
+
+def _reference_on_support(name, z, z_old, adv, beta, mask, ids, beta_negative=None):
+    """E_t of the support-restricted bracket and its z-gradient (float64 loops, from the definitions).
+
+    MSE/LCH: (1/k)·Σ_{a∈S} of the squared / log-cosh error; KLD: Σ_{a∈S} π*_a log(π*_a / π_θ,a)
+    with π* ∝ exp(z*) on S and π_θ the softmax over the whole vocabulary. Gradients: (2/k)(z − z*),
+    tanh(z − z*)/k on S and 0 elsewhere; π_θ − π*_S.
+    """
+    z, z_old, adv = (t.double().numpy() for t in (z, z_old, adv))
+    bn = beta if beta_negative is None else beta_negative
+    mask = np.ones(z.shape[:-1], bool) if mask is None else mask.numpy().astype(bool)
+    n = int(mask.sum())
+    total, grad = 0.0, np.zeros_like(z)
+    for idx in np.ndindex(z.shape[:-1]):
+        if not mask[idx]:
+            continue
+        S = [int(a) for a in ids[idx]]
+        k = len(S)
+        z_star = {a: z_old[idx][a] + adv[idx][a] / (bn if adv[idx][a] < 0 else beta) for a in S}
+        if name == "lco_kld":
+            pi = _softmax(z[idx])
+            e = {a: np.exp(z_star[a]) for a in S}
+            pi_star = {a: e[a] / sum(e.values()) for a in S}
+            total += sum(pi_star[a] * np.log(pi_star[a] / pi[a]) for a in S)
+            g = pi.copy()
+            for a in S:
+                g[a] -= pi_star[a]
+        else:
+            g = np.zeros_like(z[idx])
+            for a in S:
+                d = z[idx][a] - z_star[a]
+                total += (d * d if name == "lco_mse" else np.log(np.cosh(d))) / k
+                g[a] = (2.0 * d if name == "lco_mse" else np.tanh(d)) / k
+        grad[idx] = g / n
+    return (total / n if n else 0.0), grad
+
+
+@pytest.mark.parametrize("beta_negative", [None, 6.0])
+@pytest.mark.parametrize("support", [2, 5, "ids"])
+@pytest.mark.parametrize("name", LOSSES)
+def test_support_value_and_autograd_gradient_match_the_closed_forms(name, support, beta_negative):
+    logits, old_logits, adv, mask = _inputs(shape=(3, 4, 9), seed=11)
+    if support == "ids":
+        g = torch.Generator().manual_seed(3)
+        support = torch.stack([torch.randperm(9, generator=g)[:3] for _ in range(12)]).view(3, 4, 3)
+        ids = support.numpy()
+    else:
+        ids = old_logits.topk(support, dim=-1).indices.numpy()
+    z = logits.clone().requires_grad_(True)
+    loss = LOSSES[name](z, old_logits, adv, 0.7, mask, beta_negative=beta_negative, support=support)
+    loss.backward()
+    expected, expected_grad = _reference_on_support(
+        name, logits, old_logits, adv, 0.7, mask, ids, beta_negative
+    )
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(z.grad.double().numpy(), expected_grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_registry_logit_grad_on_a_support_agrees_with_autograd_of_its_value(name):
+    g = torch.Generator().manual_seed(12)
+    z = torch.randn(6, 10, generator=g).requires_grad_(True)
+    ids = torch.randn(6, 10, generator=g).topk(4, dim=-1).indices
+    z_star = torch.randn(6, 4, generator=g)
+    value = LCO_LOSSES[name].value(z, z_star, ids)
+    (auto,) = torch.autograd.grad(value.sum(), z)
+    torch.testing.assert_close(
+        LCO_LOSSES[name].logit_grad(z.detach(), z_star, ids), auto, atol=1e-6, rtol=1e-5
+    )
+    if name != "lco_kld":  # MSE/LCH touch only the support's logits
+        assert torch.all(auto.scatter(-1, ids, 0.0) == 0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_options_off_and_whole_vocabulary_support_give_the_papers_loss(name):
+    logits, old_logits, adv, mask = _inputs(seed=13)
+    paper, paper_grad = _reference_loss_and_grad(name, logits, old_logits, adv, 0.9, mask)
+    for kwargs in ({}, {"beta_negative": None, "support": None}, {"support": 7}, {"beta_negative": 0.9}):
+        z = logits.clone().requires_grad_(True)
+        loss = LOSSES[name](z, old_logits, adv, 0.9, mask, **kwargs)
+        loss.backward()
+        assert float(loss.detach()) == pytest.approx(paper, rel=1e-5, abs=1e-7), kwargs
+        np.testing.assert_allclose(z.grad.double().numpy(), paper_grad, rtol=1e-4, atol=1e-7)
+    default = LOSSES[name](logits, old_logits, adv, 0.9, mask)
+    assert torch.equal(
+        default, LOSSES[name](logits, old_logits, adv, 0.9, mask, beta_negative=None, support=None)
+    )
+
+
+@pytest.mark.parametrize("name", ["lco_mse", "lco_lch"])
+def test_sampled_action_support_is_the_authors_sampled_logit_regression(name):
+    """support = a_t: ℓ_t = f(z_{a_t} − z_old,{a_t} − A_t/β), whatever the other logits."""
+    g = torch.Generator().manual_seed(14)
+    z, z_old = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
+    actions = torch.randint(0, 6, (8,), generator=g)
+    token_adv = torch.randn(8, generator=g)
+    adv = torch.zeros(8, 6).scatter_(-1, actions[:, None], token_adv[:, None])  # eq. (11)
+    loss = LOSSES[name](z, z_old, adv, 0.5, support=actions[:, None])
+    d = z.gather(-1, actions[:, None])[:, 0] - z_old.gather(-1, actions[:, None])[:, 0] - token_adv / 0.5
+    expected = d.pow(2).mean() if name == "lco_mse" else torch.log(torch.cosh(d)).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def _kld_logit_grad_at_the_sampled_token(pi_a: float, a: float, beta: float, beta_negative=None) -> float:
+    """∂KL/∂z_a at z = z_old for a two-logit state with π(a) = pi_a and a sparse advantage on a.
+
+    Read as −∂KL/∂z_b of the other token (the two sum to 0): π_b − π*_b ≈ 0.01 − 0.01 keeps its
+    fp32 precision where π_a − π*_a ≈ 0.99 − 0.99 would cancel to a few digits.
+    """
+    z_old = torch.tensor([[np.log(pi_a), np.log(1 - pi_a)]], dtype=torch.float32)
+    adv = torch.tensor([[a, 0.0]])
+    z = z_old.clone().requires_grad_(True)
+    lco_kld(z, z_old, adv, beta, beta_negative=beta_negative).backward()
+    assert float(z.grad.sum()) == pytest.approx(0.0, abs=1e-7)
+    return -float(z.grad[0, 1])
+
+
+def test_kld_pushes_a_confident_token_down_twice_as_hard_as_up_and_beta_negative_removes_it():
+    """At π = 0.99 with A = ±0.707 the A < 0 push is ≈2.0× the A > 0 push (the measured asymmetry)."""
+    beta, a, pi = 1.0, 0.707, 0.99
+
+    def closed_form(adv, b):  # π − π*, π* = π e^{A/b} / (π e^{A/b} + 1 − π) (eq. 6 on two tokens)
+        tilted = pi * np.exp(adv / b)
+        return pi - tilted / (tilted + 1 - pi)
+
+    up = _kld_logit_grad_at_the_sampled_token(pi, +a, beta)
+    down = _kld_logit_grad_at_the_sampled_token(pi, -a, beta)
+    assert up == pytest.approx(closed_form(a, beta), rel=1e-4)
+    assert down == pytest.approx(closed_form(-a, beta), rel=1e-4)
+    assert abs(down) / abs(up) == pytest.approx(2.0, abs=0.01)
+    # β_negative leaves the A > 0 push exactly as it was and divides only the A < 0 tilt.
+    assert _kld_logit_grad_at_the_sampled_token(pi, +a, beta, beta_negative=100 * beta) == up
+    down_100 = _kld_logit_grad_at_the_sampled_token(pi, -a, beta, beta_negative=100 * beta)
+    assert down_100 == pytest.approx(closed_form(-a, 100 * beta), rel=1e-3)
+    # In the linear regime (small A/β) the push is ≈ π(1 − π)·A/β: 100× smaller with β_− = 100β.
+    small = 0.01
+    ratio = _kld_logit_grad_at_the_sampled_token(pi, -small, beta) / _kld_logit_grad_at_the_sampled_token(
+        pi, -small, beta, beta_negative=100 * beta
+    )
+    assert ratio == pytest.approx(100.0, rel=0.02)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@PROPERTY_SETTINGS
+@given(case=lco_case(), k=st.integers(2, 16), beta_negative=st.sampled_from([None, 0.3, 20.0]))
+def test_property_support_losses_vanish_at_the_target_and_have_the_closed_form_gradient(
+    name, case, k, beta_negative
+):
+    logits, old_logits, adv, mask, beta = case
+    k = min(k, logits.shape[-1])
+    z = logits.float().clone().requires_grad_(True)
+    loss = LOSSES[name](z, old_logits, adv, beta, mask, beta_negative=beta_negative, support=k)
+    (grad,) = torch.autograd.grad(loss, z)
+    assert torch.isfinite(loss) and float(loss.detach()) >= -1e-6
+    ids = old_logits.float().topk(k, dim=-1).indices
+    z_star = optimal_logits(old_logits, adv, beta, beta_negative=beta_negative).gather(-1, ids)
+    closed = LCO_LOSSES[name].logit_grad(z.detach(), z_star, ids)
+    weights = torch.ones(logits.shape[:-1]) if mask is None else mask.float()
+    closed = closed * (weights / weights.sum().clamp(min=1.0)).unsqueeze(-1)
+    torch.testing.assert_close(grad, closed, atol=1e-6, rtol=1e-4)
+    # At z = z* on the support (any values elsewhere for MSE/LCH), the loss is 0.
+    at_target = z.detach().scatter(-1, ids, z_star) if name != "lco_kld" else None
+    if at_target is not None:
+        assert float(
+            LOSSES[name](at_target, old_logits, adv, beta, mask, beta_negative=beta_negative, support=k)
+        ) == (pytest.approx(0.0, abs=1e-6))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"support": 0}, "support"),
+        ({"support": 8}, "support"),
+        ({"support": torch.zeros(2, 3, 2, dtype=torch.long)}, "support"),  # id 0 twice
+        ({"support": torch.tensor([0, 1])}, "support"),
+        ({"support": torch.full((2, 3, 2), 7)}, "support"),
+        ({"support": torch.zeros(3, 3, 2, dtype=torch.long)}, "support"),
+        ({"beta_negative": 0.0}, "beta_negative"),
+        ({"beta_negative": -3.0}, "beta_negative"),
+    ],
+)
+@pytest.mark.parametrize("name", LOSSES)
+def test_bad_options_are_rejected_naming_the_argument(name, kwargs, argument):
+    logits, old_logits, adv, mask = _inputs()
+    with pytest.raises(ValueError, match=argument):
+        LOSSES[name](logits, old_logits, adv, 1.0, mask, **kwargs)
+
+
+def test_kld_on_a_one_entry_support_is_rejected_since_pi_star_would_ignore_the_advantage():
+    logits, old_logits, adv, _ = _inputs()
+    with pytest.raises(ValueError, match="support"):
+        lco_kld(logits, old_logits, adv, 1.0, support=1)
+    with pytest.raises(ValueError, match="support"):
+        lco_kld(logits, old_logits, adv, 1.0, support=torch.zeros(2, 3, 1, dtype=torch.long))

@@ -177,3 +177,133 @@ def test_non_finite_inputs_are_rejected_with_the_argument_named(which, bad):
     target[1, 2] = bad
     with pytest.raises(ValueError, match=which):
         optimal_logits(z_old, adv, 1.0)
+
+
+# --- stability options: per-sign β and the support of π* -----------------------------------------
+
+
+def _pi_star_on_support_np(z_old: np.ndarray, adv: np.ndarray, beta: float, ids: np.ndarray) -> np.ndarray:
+    """π* of eq. (28) with the normaliser's sum restricted to the ids of each row, 0 elsewhere (loops)."""
+    out = np.zeros_like(z_old, dtype=np.float64)
+    for idx in np.ndindex(z_old.shape[:-1]):
+        row = z_old[idx].astype(np.float64)
+        pi_old = np.exp(row - row.max())
+        pi_old /= pi_old.sum()
+        unnorm = {int(a): pi_old[a] * np.exp(adv[idx][a] / beta) for a in ids[idx]}
+        total = sum(unnorm.values())
+        for a, u in unnorm.items():
+            out[idx][a] = u / total
+    return out
+
+
+@pytest.mark.parametrize("beta_negative", [0.05, 2.0, 100.0])
+def test_beta_negative_divides_exactly_the_negative_advantages(beta_negative):
+    z_old, adv = _random_step(shape=(4, 9), seed=5)
+    beta = 0.7
+    got = optimal_logits(z_old, adv, beta, beta_negative=beta_negative).double().numpy()
+    a, zo = adv.double().numpy(), z_old.double().numpy()
+    expected = np.where(a < 0, zo + a / beta_negative, zo + a / beta)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert (adv < 0).any() and (adv > 0).any()  # both branches exercised
+
+
+def test_beta_negative_none_or_equal_to_beta_is_the_paper_bit_for_bit():
+    z_old, adv = _random_step(seed=6)
+    paper = optimal_logits(z_old, adv, 0.9)
+    assert torch.equal(optimal_logits(z_old, adv, 0.9, beta_negative=None), paper)
+    assert torch.equal(optimal_logits(z_old, adv, 0.9, beta_negative=0.9), paper)
+    assert torch.equal(optimal_log_policy(z_old, adv, 0.9, support=None), torch.log_softmax(paper, -1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 7])
+def test_top_k_support_is_pi_old_times_exp_advantage_renormalised_on_the_top_k_of_old_logits(k):
+    z_old, adv = _random_step(shape=(3, 2, 7), seed=7)
+    got = optimal_log_policy(z_old, adv, 0.6, support=k).exp().double().numpy()
+    top = np.argsort(-z_old.numpy(), axis=-1)[..., :k]
+    expected = _pi_star_on_support_np(z_old.numpy(), adv.numpy(), 0.6, top)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    # Outside the support log π* is exactly −inf (π* = 0), not a tiny number.
+    log_pi = optimal_log_policy(z_old, adv, 0.6, support=k)
+    assert int(torch.isinf(log_pi).sum()) == log_pi[..., 0].numel() * (7 - k)
+
+
+def test_token_id_support_with_per_sign_beta_matches_the_independent_formula():
+    z_old, adv = _random_step(shape=(5, 8), seed=8)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.stack([torch.randperm(8, generator=g)[:3] for _ in range(5)])
+    got = optimal_log_policy(z_old, adv, 0.5, beta_negative=4.0, support=ids).exp().double().numpy()
+    # Per-sign β folded into the advantage: A/β_− = (A·β/β_−)/β where A < 0.
+    a = adv.double().numpy()
+    a_eff = np.where(a < 0, a * 0.5 / 4.0, a)
+    expected = _pi_star_on_support_np(z_old.numpy(), a_eff, 0.5, ids.numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_pi_star_on_a_support_is_the_full_pi_star_conditioned_on_that_support():
+    """Restricting eq. (6)'s normaliser is the same as conditioning π* on the support event."""
+    z_old, adv = _random_step(shape=(6, 11), seed=9)
+    full = optimal_log_policy(z_old, adv, 1.3).exp()
+    ids = z_old.topk(4, dim=-1).indices
+    on_support = optimal_log_policy(z_old, adv, 1.3, support=4).exp()
+    conditioned = full.gather(-1, ids) / full.gather(-1, ids).sum(-1, keepdim=True)
+    torch.testing.assert_close(on_support.gather(-1, ids), conditioned, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(on_support.sum(-1), torch.ones(6))
+
+
+def test_a_support_of_the_whole_vocabulary_is_the_paper():
+    z_old, adv = _random_step(shape=(3, 6), seed=10)
+    paper = optimal_log_policy(z_old, adv, 0.8)
+    torch.testing.assert_close(optimal_log_policy(z_old, adv, 0.8, support=6), paper)
+    ids = torch.arange(6).flip(0).expand(3, 6)
+    torch.testing.assert_close(optimal_log_policy(z_old, adv, 0.8, support=ids), paper)
+
+
+def _bad_support_cases():
+    return [
+        (0, "support"),
+        (-2, "support"),
+        (6, "support"),  # k > V = 5
+        (True, "support"),
+        (2.0, "support"),
+        (torch.tensor([[0, 5]] * 3), "support"),  # id out of range
+        (torch.tensor([[0, -1]] * 3), "support"),
+        (torch.tensor([[0.0, 1.0]] * 3), "support"),  # not integer ids
+        (torch.tensor([[0, 1]] * 2), "support"),  # token shape (2,) vs (3,)
+        (torch.tensor([0, 1, 2]), "support"),  # no k axis
+        (torch.zeros(3, 0, dtype=torch.long), "support"),  # k = 0
+        (torch.tensor([[1, 1], [0, 2], [3, 4]]), "support"),  # the same id twice in a row
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_support_cases())))
+def test_bad_support_is_rejected_naming_support(case):
+    z_old, adv = _random_step()
+    support, name = _bad_support_cases()[case]
+    with pytest.raises(ValueError, match=name):
+        optimal_log_policy(z_old, adv, 1.0, support=support)
+
+
+@pytest.mark.parametrize("beta_negative", [0.0, -1.0, float("nan"), float("inf"), "2", True])
+@pytest.mark.parametrize("fn", [optimal_logits, optimal_log_policy])
+def test_bad_beta_negative_is_rejected_naming_beta_negative(fn, beta_negative):
+    z_old, adv = _random_step()
+    with pytest.raises(ValueError, match="beta_negative"):
+        fn(z_old, adv, 1.0, beta_negative=beta_negative)
+
+
+def test_a_beta_negative_small_enough_to_overflow_is_rejected_naming_it():
+    z_old, adv = _random_step()
+    with pytest.raises(ValueError, match="beta_negative"):
+        optimal_logits(z_old, adv, 1.0, beta_negative=1e-40)
+
+
+def test_token_ids_of_any_integer_dtype_are_accepted():
+    z_old, adv = _random_step(shape=(3, 5), seed=11)
+    ids = torch.tensor([[0, 2], [4, 1], [3, 0]])
+    expected = optimal_log_policy(z_old, adv, 1.0, support=ids)
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        torch.testing.assert_close(optimal_log_policy(z_old, adv, 1.0, support=ids.to(dtype)), expected)
+        torch.testing.assert_close(
+            lco_kld(z_old, z_old, adv, 1.0, support=ids.to(dtype)),
+            lco_kld(z_old, z_old, adv, 1.0, support=ids),
+        )

@@ -19,7 +19,10 @@ Where z_old and A come from is the caller's choice, resolved chunk by chunk: a f
 a callable ``(start, end) -> [end − start, V]`` (the trainer computes them from saved hidden
 states and heads; see :func:`dpo_advantage_chunks`), a :class:`SparseAdvantages` pair (eq. 11),
 or — for z_old — ``None``, meaning on-policy: z_old is the current logits, detached, at no extra
-matmul. The tests hold every combination against the naive functions applied to ``hidden @ weight.T``.
+matmul. The stability options of the naive functions come along: ``beta_negative`` (β for A < 0)
+and ``support`` (``None``, top-k of z_old found per chunk, token ids ``[N, k]`` or ``"sampled"``;
+then only the ``[c, k]`` entries of A and z_old on the support enter z*). The tests hold every
+combination against the naive functions applied to ``hidden @ weight.T``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import torch
 # A module import rather than a name import: lco.advantages itself imports
 # lco.objectives.validation, so while `import lco` runs it may still be initialising here.
 from .. import advantages as _advantages
-from .lco import LCO_LOSSES, LogitLoss
+from .lco import LCO_LOSSES, LogitLoss, check_support_size
+from .targets import check_beta_negative, check_support_ids, tilt
 from .validation import check_actions, check_beta, check_choice, check_finite, check_mask
 
 RowSource = Callable[[int, int], torch.Tensor]
@@ -218,6 +222,30 @@ def _check_chunk_size(chunk_size, vocab_size: int) -> int:
     return chunk_size
 
 
+def _check_support(support, actions: torch.Tensor | None, n_tokens: int, vocab_size: int):
+    """``support`` of :func:`fused_lco_loss` → ``None``, an int k or token ids ``[N, k]``."""
+    if support is None:
+        return None
+    if isinstance(support, str):
+        if support != "sampled":
+            raise ValueError(
+                f"support must be None, an int k, token ids [N, k] or 'sampled'; got {support!r}"
+            )
+        if actions is None:
+            raise ValueError("support='sampled' needs the sampled actions: pass SparseAdvantages or actions")
+        return actions.unsqueeze(-1)
+    if isinstance(support, bool) or not isinstance(support, (int, torch.Tensor)):
+        raise ValueError(
+            f"support must be None, an int k, token ids [N, k] or 'sampled'; got {type(support).__name__}"
+        )
+    if isinstance(support, int):
+        if not 0 < support <= vocab_size:
+            raise ValueError(f"support must be an int k with 0 < k <= V = {vocab_size}, got {support}")
+        return support
+    check_support_ids(support, torch.Size([n_tokens]), vocab_size)
+    return support
+
+
 # --- the per-chunk math -----------------------------------------------------------------------
 
 
@@ -238,8 +266,13 @@ class ChunkOutput:
 class LCOChunk:
     """Per-chunk LCO: z* = z_old + A/β (eq. 7), then ℓ(z, z*) and ∂ℓ/∂z from ``LCO_LOSSES``.
 
-    ``old_logits=None`` is on-policy (z_old = z). ``advantages`` are normalised per token over
-    the vocabulary with :func:`lco.normalize_advantages` (§4.4) before entering eq. (7).
+    ``old_logits=None`` is on-policy (z_old = z). ``advantages`` are normalised per token with
+    :func:`lco.normalize_advantages` (§4.4) before entering eq. (7): over the vocabulary, or over
+    the support when there is one. ``beta_negative`` is the KL weight where A < 0 (``None`` = β).
+
+    ``support``: ``None`` (whole vocabulary), an int k (top-k of the chunk's z_old) or token ids
+    ``[N, k]``. With a support only A and z_old on it are read and z* is ``[c, k]``; a
+    ``sparse`` advantage is then gathered there directly, without its dense ``[c, V]`` form.
     """
 
     loss: LogitLoss
@@ -249,6 +282,9 @@ class LCOChunk:
     normalization: str = "mean"
     with_stats: bool = False
     actions: torch.Tensor | None = None
+    beta_negative: float | None = None
+    support: int | torch.Tensor | None = None
+    sparse: SparseAdvantages | None = None
 
     @property
     def stat_names(self) -> tuple[str, ...]:
@@ -256,21 +292,47 @@ class LCOChunk:
 
     def __call__(self, z: torch.Tensor, start: int, end: int) -> ChunkOutput:
         z_old = z if self.old_logits is None else self.old_logits(start, end)
-        adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
-        # eq. 7, as lco.optimal_logits but without its isfinite scans: the sources are checked
-        # once by _row_source (and z is finite when hidden and weight are). "mean"/"mean_std"
-        # return a fresh tensor, which then takes z* in place (one [c, V] allocation fewer);
-        # "none" may hand back the caller's own tensor, which must not be written.
-        out = None if self.normalization == "none" else adv
-        z_star = torch.add(z_old.float(), adv, alpha=1.0 / self.beta, out=out)
-        del adv
-        value = self.loss.value(z, z_star)
-        grad = self.loss.logit_grad(z, z_star)
+        if self.support is None:
+            value, grad = self._whole_vocabulary(z, z_old, start, end)
+        else:
+            value, grad = self._on_support(z, z_old, start, end)
         stats = None
         if self.with_stats:
             actions = None if self.actions is None else self.actions[start:end]
             stats = _token_stats(value, z, z_old, grad, actions)
         return ChunkOutput(value, grad, stats)
+
+    def _whole_vocabulary(self, z, z_old, start, end):
+        adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
+        if self.beta_negative is None:
+            # eq. 7, as lco.optimal_logits but without its isfinite scans: the sources are checked
+            # once by _row_source (and z is finite when hidden and weight are). "mean"/"mean_std"/"std"
+            # return a fresh tensor, which then takes z* in place (one [c, V] allocation fewer);
+            # "none" may hand back the caller's own tensor, which must not be written.
+            out = None if self.normalization == "none" else adv
+            z_star = torch.add(z_old.float(), adv, alpha=1.0 / self.beta, out=out)
+        else:
+            z_star = z_old.float() + tilt(adv, self.beta, self.beta_negative)
+        del adv
+        return self.loss.value(z, z_star), self.loss.logit_grad(z, z_star)
+
+    def _on_support(self, z, z_old, start, end):
+        if isinstance(self.support, int):
+            ids = z_old.detach().topk(self.support, dim=-1).indices
+        else:
+            ids = self.support[start:end].long()
+        if self.sparse is not None:
+            # eq. 11 on the support: A(s_t, a_t) where the support entry is a_t, 0 elsewhere.
+            hit = ids == self.sparse.actions[start:end].long().unsqueeze(-1)
+            token_adv = self.sparse.token_advantages[start:end].detach().float().unsqueeze(-1)
+            adv = torch.where(hit, token_adv, torch.zeros((), device=z.device))
+        else:
+            adv = self.advantages(start, end).float().gather(-1, ids)
+        # Normalising the gathered [c, k] over its last axis is normalize_advantages(A, mode,
+        # support=ids) read on the support, which is all the loss reads.
+        adv = _advantages.normalize_advantages(adv, self.normalization)
+        z_star = z_old.float().gather(-1, ids) + tilt(adv, self.beta, self.beta_negative)
+        return self.loss.value(z, z_star, ids), self.loss.logit_grad(z, z_star, ids)
 
 
 def _token_stats(value, z, z_old, grad, actions) -> torch.Tensor:
@@ -435,12 +497,16 @@ def fused_lco_loss(
     actions: torch.Tensor | None = None,
     chunk_size: int | None = None,
     return_stats: bool = False,
+    beta_negative: float | None = None,
+    support: int | torch.Tensor | str | None = None,
 ):
     """LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10) of the logits z = h Wᵀ (+ b), chunk by chunk.
 
-    Equal to ``lco.<loss>(hidden @ weight.T + bias, old_logits, normalize_advantages(A), beta,
-    mask)`` in value and in its gradients w.r.t. ``hidden``, ``weight`` and ``bias``, with the
-    target z* = z_old + A/β of eq. (7) and peak memory of a few ``[chunk_size, V]`` blocks.
+    Equal to ``lco.<loss>(hidden @ weight.T + bias, old_logits, normalize_advantages(A, mode,
+    support=ids), beta, mask, beta_negative=..., support=ids)`` in value and in its gradients
+    w.r.t. ``hidden``, ``weight`` and ``bias``, with the target z* = z_old + A/β of eq. (7) and
+    peak memory of a few ``[chunk_size, V]`` blocks; ``ids`` is the support as token ids
+    (``None`` by default: the whole vocabulary, the paper).
 
     Args:
         hidden: final hidden states h, ``[N, H]`` (fp32 or bf16; the math is fp32 per chunk and
@@ -457,9 +523,20 @@ def fused_lco_loss(
             :func:`lco.normalize_advantages` (``"mean"``, ``"mean_std"``, ``"none"``; §4.4).
         mask: optional ``[N]``; the loss is Σ_t m_t ℓ_t / max(Σ_t m_t, 1).
         bias: optional LM-head bias ``[V]``.
-        actions: sampled token ids ``[N]``, only for the stats; taken from ``advantages`` when
-            those are sparse (a different ``actions`` is then an error).
+        actions: sampled token ids ``[N]``, for the stats and for ``support="sampled"``; taken
+            from ``advantages`` when those are sparse (a different ``actions`` is then an error).
         chunk_size: tokens per chunk; default :func:`default_chunk_size` of V.
+        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β); see
+            :func:`lco.optimal_logits`.
+        support: the entries π* may put mass on, per token (see :func:`lco.optimal_log_policy`):
+            ``None`` (whole vocabulary, eq. 6); an int k, the top-k entries of z_old, found chunk
+            by chunk (of the current logits when ``old_logits`` is ``None``); token ids
+            ``[N, k]``; or ``"sampled"``, the sampled actions (from ``advantages`` when sparse,
+            else ``actions``), i.e. ids ``actions[:, None]`` — the authors' sampled-logit
+            regression for ``lco_mse`` / ``lco_lch``. The normalisation's statistics are then
+            taken over the support, so a one-entry support needs ``normalization="none"``;
+            ``lco_kld`` needs k ≥ 2. A :class:`SparseAdvantages` is read on the support
+            directly; dense or callable advantages are gathered there chunk by chunk.
         return_stats: also return a dict of per-token fp32 ``[N]`` tensors, without gradient and
             zero for masked-out tokens: ``loss`` (ℓ_t), ``entropy`` (H(π_θ)), ``kl_old``
             (KL(π_θ ‖ π_old)) and, when actions are known, ``sampled_prob`` (π_θ(a_t)),
@@ -471,6 +548,7 @@ def fused_lco_loss(
     check_choice("loss", loss, tuple(LCO_LOSSES))
     check_choice("normalization", normalization, _advantages.NORMALIZATIONS)
     beta = check_beta(beta)
+    beta_negative = check_beta_negative(beta_negative)
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
     n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
     chunk_size = _check_chunk_size(chunk_size, vocab_size)
@@ -496,6 +574,15 @@ def fused_lco_loss(
     if actions is not None:
         _check_token_vector("actions", actions, n_tokens)
         check_actions(actions, vocab_size)
+    support = _check_support(support, actions, n_tokens, vocab_size)
+    if support is not None:
+        k = support if isinstance(support, int) else support.shape[-1]
+        check_support_size(loss, k)
+        if k == 1 and normalization != "none":
+            raise ValueError(
+                f"normalization={normalization!r} has no statistics over a one-entry support "
+                "(the mean is the entry itself, the std 0); use normalization='none'"
+            )
 
     chunk_loss = LCOChunk(
         loss=LCO_LOSSES[loss],
@@ -505,6 +592,9 @@ def fused_lco_loss(
         normalization=normalization,
         with_stats=return_stats,
         actions=actions if return_stats else None,
+        beta_negative=beta_negative,
+        support=support,
+        sparse=advantages if isinstance(advantages, SparseAdvantages) else None,
     )
     return _run(hidden, weight, bias, chunk_loss, mask, chunk_size, return_stats)
 

@@ -6,6 +6,11 @@ its closed-form logit gradient ∂ℓ/∂z (eqs. 44, 47 and 2/|V|·(z − z*) fo
 functions here differentiate the value with autograd; the fused path
 (:mod:`lco.objectives.fused`) uses the closed-form gradient chunk by chunk, and the tests hold
 the two against each other and against the paper.
+
+Two stability options, off by default: ``beta_negative`` (the KL weight where A < 0) and
+``support`` (the entries π* and the regression cover: the vocabulary, top-k of z_old, or given
+token ids); see :mod:`lco.objectives.targets`. With a support of k entries z* is ``[..., k]`` and
+the gradients are π_θ − π*_support (KLD), (2/k)·(z − z*) and tanh(z − z*)/k on the support (MSE, LCH).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .reduction import masked_mean
-from .targets import optimal_logits
+from .targets import optimal_logits, support_ids
 from .validation import check_finite, check_mask, check_same_shape
 
 _LOG2 = math.log(2.0)
@@ -37,50 +42,81 @@ def log_cosh(x: torch.Tensor) -> torch.Tensor:
 
 
 # --- per-token values ℓ(z, z*) ------------------------------------------------------------
+#
+# Each takes an optional ``support``: token ids ``[..., k]``. Without it z* is ``[..., V]`` and the
+# sums run over the vocabulary (the paper). With it z* is ``[..., k]`` — the target on the support
+# entries, aligned with the ids — and MSE/LCH average over those k entries only, while KLD compares
+# π* on the support (0 elsewhere: those terms are 0·log 0 = 0 and never formed) with π_θ over the
+# whole vocabulary.
 
 
-def lco_mse_per_token(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """(1/|V|)·Σ_a (z_a − z*_a)² (the bracket of eq. 8)."""
-    return (logits - target_logits).pow(2).mean(-1)
+def lco_mse_per_token(logits: torch.Tensor, target_logits: torch.Tensor, support=None) -> torch.Tensor:
+    """(1/|V|)·Σ_a (z_a − z*_a)² (the bracket of eq. 8); (1/k)·Σ_{a∈S} with a support S."""
+    if support is None:
+        return (logits - target_logits).pow(2).mean(-1)
+    return (logits.gather(-1, support) - target_logits).pow(2).mean(-1)
 
 
-def lco_lch_per_token(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """(1/|V|)·Σ_a log cosh(z_a − z*_a) (the bracket of eq. 9)."""
-    return log_cosh(logits - target_logits).mean(-1)
+def lco_lch_per_token(logits: torch.Tensor, target_logits: torch.Tensor, support=None) -> torch.Tensor:
+    """(1/|V|)·Σ_a log cosh(z_a − z*_a) (the bracket of eq. 9); (1/k)·Σ_{a∈S} with a support S."""
+    if support is None:
+        return log_cosh(logits - target_logits).mean(-1)
+    return log_cosh(logits.gather(-1, support) - target_logits).mean(-1)
 
 
-def lco_kld_per_token(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """KL(π* ‖ π_θ) = Σ_a π*_a (log π*_a − log π_θ,a) (the bracket of eq. 10)."""
+def lco_kld_per_token(logits: torch.Tensor, target_logits: torch.Tensor, support=None) -> torch.Tensor:
+    """KL(π* ‖ π_θ) = Σ_a π*_a (log π*_a − log π_θ,a) (the bracket of eq. 10).
+
+    With a support S, π* = softmax of z* over S and the sum runs over S; log π_θ is still
+    normalised over the whole vocabulary.
+    """
     log_pi = torch.log_softmax(logits, dim=-1)
     log_pi_star = torch.log_softmax(target_logits, dim=-1)
+    if support is not None:
+        log_pi = log_pi.gather(-1, support)
     return (log_pi_star.exp() * (log_pi_star - log_pi)).sum(-1)
 
 
 # --- closed-form logit gradients ∂ℓ/∂z ---------------------------------------------------
+#
+# With a support the gradient is ``[..., V]`` like z: zero off the support for MSE/LCH, π_θ there for KLD.
 
 
-def lco_mse_logit_grad(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """∂ℓ_MSE/∂z = (2/|V|)·(z − z*) (App. H.1, eq. 62 before the chain rule)."""
-    return (logits - target_logits) * (2.0 / logits.shape[-1])
+def lco_mse_logit_grad(logits: torch.Tensor, target_logits: torch.Tensor, support=None) -> torch.Tensor:
+    """∂ℓ_MSE/∂z = (2/|V|)·(z − z*) (App. H.1, eq. 62 before the chain rule); (2/k)·(z − z*) on S."""
+    if support is None:
+        return (logits - target_logits) * (2.0 / logits.shape[-1])
+    diff = (logits.gather(-1, support) - target_logits) * (2.0 / support.shape[-1])
+    return torch.zeros_like(logits).scatter_(-1, support, diff)
 
 
-def lco_lch_logit_grad(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """∂ℓ_LCH/∂z = (1/|V|)·tanh(z − z*) (eq. 44)."""
-    return torch.tanh(logits - target_logits) / logits.shape[-1]
+def lco_lch_logit_grad(logits: torch.Tensor, target_logits: torch.Tensor, support=None) -> torch.Tensor:
+    """∂ℓ_LCH/∂z = (1/|V|)·tanh(z − z*) (eq. 44); (1/k)·tanh(z − z*) on S."""
+    if support is None:
+        return torch.tanh(logits - target_logits) / logits.shape[-1]
+    tanh = torch.tanh(logits.gather(-1, support) - target_logits) / support.shape[-1]
+    return torch.zeros_like(logits).scatter_(-1, support, tanh)
 
 
-def lco_kld_logit_grad(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """∂ℓ_KLD/∂z = π_θ − π* (eq. 47)."""
-    return torch.softmax(logits, dim=-1) - torch.softmax(target_logits, dim=-1)
+def lco_kld_logit_grad(logits: torch.Tensor, target_logits: torch.Tensor, support=None) -> torch.Tensor:
+    """∂ℓ_KLD/∂z = π_θ − π* (eq. 47), π* zero off the support S."""
+    if support is None:
+        return torch.softmax(logits, dim=-1) - torch.softmax(target_logits, dim=-1)
+    grad = torch.softmax(logits, dim=-1)
+    return grad.scatter_add_(-1, support, -torch.softmax(target_logits, dim=-1))
 
 
 @dataclass(frozen=True)
 class LogitLoss:
-    """A per-token loss of (z, z*) stated by its value and its closed-form logit gradient."""
+    """A per-token loss of (z, z*) stated by its value and its closed-form logit gradient.
+
+    Both are called as ``f(z, z*)`` (whole vocabulary) or ``f(z, z*_S, support_ids)`` (z* on the
+    support only, ``[..., k]``); see the per-token functions above.
+    """
 
     name: str
-    value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    logit_grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    value: Callable[..., torch.Tensor]
+    logit_grad: Callable[..., torch.Tensor]
 
 
 LCO_LOSSES: dict[str, LogitLoss] = {
@@ -93,24 +129,48 @@ LCO_LOSSES: dict[str, LogitLoss] = {
 # --- the public objectives -----------------------------------------------------------------
 
 
+def check_support_size(loss: str, k: int) -> None:
+    """LCO-KLD on a one-entry support is meaningless: π* is the one-hot of that entry whatever A
+    (cross-entropy on it, for positive and negative advantages alike)."""
+    if loss == "lco_kld" and k == 1:
+        raise ValueError(
+            "support has one entry per token: for lco_kld π* would be its one-hot whatever the "
+            "advantage (SFT on it); use lco_mse / lco_lch for the sampled logit, or k >= 2"
+        )
+
+
 def _lco_objective(
-    per_token: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss: LogitLoss,
     logits: torch.Tensor,
     old_logits: torch.Tensor,
     advantages: torch.Tensor,
     beta: float,
     mask: torch.Tensor | None,
+    beta_negative: float | None,
+    support,
 ) -> torch.Tensor:
     check_same_shape("old_logits", old_logits, "logits", logits)
     check_same_shape("advantages", advantages, "logits", logits)
     check_mask(mask, logits.shape[:-1])
     check_finite("logits", logits)
     # z* is a fixed target: no gradient flows into z_old or A (they come from the old policy / RM).
-    target = optimal_logits(old_logits.detach(), advantages.detach(), beta)
-    return masked_mean(per_token(logits.float(), target), mask)
+    ids = support_ids(old_logits, support)
+    if ids is None:
+        target = optimal_logits(old_logits.detach(), advantages.detach(), beta, beta_negative=beta_negative)
+        return masked_mean(loss.value(logits.float(), target), mask)
+    check_support_size(loss.name, ids.shape[-1])
+    ids = ids.long()
+    # z* on the support only (eq. 7 entry by entry): the entries outside it never enter the loss.
+    target = optimal_logits(
+        old_logits.detach().gather(-1, ids),
+        advantages.detach().gather(-1, ids),
+        beta,
+        beta_negative=beta_negative,
+    )
+    return masked_mean(loss.value(logits.float(), target, ids), mask)
 
 
-def lco_mse(logits, old_logits, advantages, beta: float, mask=None) -> torch.Tensor:
+def lco_mse(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
     """LCO-MSE, eq. (8): E_t[(1/|V|)·Σ_a (z_θ − z*)²] with z* = z_old + A/β (eq. 7).
 
     Args:
@@ -119,25 +179,45 @@ def lco_mse(logits, old_logits, advantages, beta: float, mask=None) -> torch.Ten
         advantages: dense advantages A, ``[..., V]``.
         beta: KL weight β > 0.
         mask: optional ``[...]`` selecting the tokens E_t averages over.
+        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β); see
+            :func:`lco.optimal_logits`.
+        support: ``None`` (whole vocabulary, the default), an int k (the top-k entries of z_old
+            per token) or token ids ``[..., k]`` (e.g. the sampled action ``actions[..., None]``);
+            see :func:`lco.optimal_log_policy`. ``advantages`` stay dense ``[..., V]``; only their
+            entries on the support are read.
 
-    Strongly convex in z with Hessian (2/|V|)·I (Lemma 4.6, eq. 43).
+    With both options off the loss is the paper's, bit for bit.
+
+    Strongly convex in z with Hessian (2/|V|)·I (Lemma 4.6, eq. 43). With a support of k entries
+    the mean runs over those k logits only, gradient (2/k)·(z − z*) there and 0 elsewhere; the
+    one-entry support of the sampled action is the authors' sampled-logit regression.
     """
-    return _lco_objective(lco_mse_per_token, logits, old_logits, advantages, beta, mask)
+    return _lco_objective(
+        LCO_LOSSES["lco_mse"], logits, old_logits, advantages, beta, mask, beta_negative, support
+    )
 
 
-def lco_lch(logits, old_logits, advantages, beta: float, mask=None) -> torch.Tensor:
-    """LCO-LCH, eq. (9): E_t[(1/|V|)·Σ_a log cosh(z_θ − z*)].
+def lco_lch(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
+    """LCO-LCH, eq. (9): E_t[(1/|V|)·Σ_a log cosh(z_θ − z*)]. Arguments as :func:`lco_mse`.
 
     Convex in z with Hessian diag(sech²(z − z*))/|V| (eq. 46); its logit gradient is
-    tanh(z − z*)/|V| (eq. 44), bounded by 1/|V| per entry whatever the advantage noise.
+    tanh(z − z*)/|V| (eq. 44), bounded by 1/|V| per entry whatever the advantage noise
+    (by 1/k on a support of k entries, the only entries it touches).
     """
-    return _lco_objective(lco_lch_per_token, logits, old_logits, advantages, beta, mask)
+    return _lco_objective(
+        LCO_LOSSES["lco_lch"], logits, old_logits, advantages, beta, mask, beta_negative, support
+    )
 
 
-def lco_kld(logits, old_logits, advantages, beta: float, mask=None) -> torch.Tensor:
+def lco_kld(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
     """LCO-KLD, eq. (10): E_t[KL(π* ‖ π_θ)] with π* = softmax(z_old + A/β) (eq. 6).
 
-    Sum over the vocabulary, mean over the masked tokens. Logit gradient π_θ − π* (eq. 47),
-    Hessian diag(π_θ) − π_θπ_θᵀ (eq. 49).
+    Arguments as :func:`lco_mse`. Sum over the vocabulary, mean over the masked tokens. Logit gradient π_θ − π* (eq. 47),
+    Hessian diag(π_θ) − π_θπ_θᵀ (eq. 49). With a support, π* is restricted to it (0 elsewhere)
+    while π_θ stays normalised over the whole vocabulary, so the gradient is π_θ − π*_support:
+    mass outside the support is pushed down. A support of one entry is rejected (π* would not
+    depend on A).
     """
-    return _lco_objective(lco_kld_per_token, logits, old_logits, advantages, beta, mask)
+    return _lco_objective(
+        LCO_LOSSES["lco_kld"], logits, old_logits, advantages, beta, mask, beta_negative, support
+    )
