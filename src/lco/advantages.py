@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .objectives.validation import check_actions, check_choice, check_finite, check_same_shape
+from ._checks import check_actions, check_choice, check_finite, check_same_shape
 
 NORMALIZATIONS = ("mean", "mean_std", "none")
 

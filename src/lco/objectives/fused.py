@@ -29,11 +29,15 @@ from dataclasses import dataclass
 
 import torch
 
-# A module import rather than a name import: lco.advantages itself imports
-# lco.objectives.validation, so while `import lco` runs it may still be initialising here.
-from .. import advantages as _advantages
+from .._checks import check_actions, check_beta, check_choice, check_finite, check_mask
+from ..advantages import (
+    NORMALIZATIONS,
+    dpo_advantages,
+    logprob_advantages,
+    normalize_advantages,
+    sparse_advantages,
+)
 from .lco import LCO_LOSSES, LogitLoss
-from .validation import check_actions, check_beta, check_choice, check_finite, check_mask
 
 RowSource = Callable[[int, int], torch.Tensor]
 """``(start, end) -> [end − start, V]``: one chunk of a per-token quantity over the vocabulary."""
@@ -115,7 +119,7 @@ def dpo_advantage_chunks(
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
             dpo_logits, ref_logits = (_head_logits(h[start:end].float(), w, b) for h, w, b in heads)
-            return _advantages.dpo_advantages(dpo_logits, ref_logits)
+            return dpo_advantages(dpo_logits, ref_logits)
 
     return rows
 
@@ -134,7 +138,7 @@ def logprob_advantage_chunks(
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            return _advantages.logprob_advantages(_head_logits(h[start:end].float(), w, b))
+            return logprob_advantages(_head_logits(h[start:end].float(), w, b))
 
     return rows
 
@@ -256,7 +260,7 @@ class LCOChunk:
 
     def __call__(self, z: torch.Tensor, start: int, end: int) -> ChunkOutput:
         z_old = z if self.old_logits is None else self.old_logits(start, end)
-        adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
+        adv = normalize_advantages(self.advantages(start, end), self.normalization)
         # eq. 7, as lco.optimal_logits but without its isfinite scans: the sources are checked
         # once by _row_source (and z is finite when hidden and weight are). "mean"/"mean_std"
         # return a fresh tensor, which then takes z* in place (one [c, V] allocation fewer);
@@ -469,7 +473,7 @@ def fused_lco_loss(
     Returns the scalar fp32 loss, or ``(loss, stats)`` with ``return_stats=True``.
     """
     check_choice("loss", loss, tuple(LCO_LOSSES))
-    check_choice("normalization", normalization, _advantages.NORMALIZATIONS)
+    check_choice("normalization", normalization, NORMALIZATIONS)
     beta = check_beta(beta)
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
     n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
@@ -487,7 +491,7 @@ def fused_lco_loss(
         actions = sparse.actions
 
         def advantage_rows(start: int, end: int) -> torch.Tensor:
-            return _advantages.sparse_advantages(
+            return sparse_advantages(
                 sparse.token_advantages[start:end].detach(), sparse.actions[start:end], vocab_size
             )
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_beta, check_finite, check_same_shape
+from .._checks import check_beta, check_finite, check_same_shape
 
 
 def _checked_fp32(old_logits: torch.Tensor, advantages: torch.Tensor, beta: float):
