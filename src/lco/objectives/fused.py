@@ -37,6 +37,7 @@ from ..advantages import (
     normalize_advantages,
     sparse_advantages,
 )
+from .heads import head_logit_chunks
 from .lco import LCO_LOSSES, LogitLoss
 
 RowSource = Callable[[int, int], torch.Tensor]
@@ -112,13 +113,13 @@ def dpo_advantage_chunks(
             f"ref_weight has vocabulary size {ref_weight.shape[0]} but dpo_weight has {dpo_weight.shape[0]}"
         )
     heads = [
-        (h.detach(), w.detach().float(), None if b is None else b.detach().float())
+        head_logit_chunks(h.detach(), w.detach().float(), None if b is None else b.detach().float())
         for h, w, b in ((dpo_hidden, dpo_weight, dpo_bias), (ref_hidden, ref_weight, ref_bias))
     ]
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            dpo_logits, ref_logits = (_head_logits(h[start:end].float(), w, b) for h, w, b in heads)
+            dpo_logits, ref_logits = (logits(start, end) for logits in heads)
             return dpo_advantages(dpo_logits, ref_logits)
 
     return rows
@@ -134,17 +135,15 @@ def logprob_advantage_chunks(
     of that chunk's logits, in fp32 and without gradient.
     """
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
-    h, w, b = hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+    logits = head_logit_chunks(
+        hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+    )
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            return logprob_advantages(_head_logits(h[start:end].float(), w, b))
+            return logprob_advantages(logits(start, end))
 
     return rows
-
-
-def _head_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return h @ w.T if b is None else torch.addmm(b, h, w.T)
 
 
 def _check_finite(name: str, tensor: torch.Tensor | None) -> None:
@@ -338,7 +337,7 @@ def _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads
     """
     grad_hidden, grad_weight, grad_bias = grads
     h = hidden[start:end].float()
-    z = _head_logits(h, w32, b32)
+    z = head_logit_chunks(h, w32, b32)(0, h.shape[0])
     out = chunk_loss(z, start, end)
     del z  # the chunk loss has what it needs; free the block before the matmuls below
     if out.stats is not None:
