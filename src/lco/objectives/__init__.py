@@ -6,6 +6,7 @@
 - :mod:`.distill` — MiniLLM reverse KL, GKD generalised JSD
 - :mod:`.reduction` — the GRPO-family aggregations over tokens
 - :mod:`.fused` — LM head + LCO / SFT loss, chunked over tokens (no [N, V] logits)
+- :mod:`.registry` — one row per objective and per advantage: what each needs (read by the trainer)
 - :mod:`.heads` — z = h·Wᵀ + b one chunk of rows at a time; log-probs and distillation losses from it
 """
 
@@ -43,12 +44,17 @@ from .policy_gradient import (
     value_loss,
 )
 from .reduction import AGGREGATIONS, aggregate, masked_mean
+from .registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, AdvantageSpec, ObjectiveSpec
 from .targets import optimal_log_policy, optimal_logits
 
 __all__ = [
+    "ADVANTAGE_SPECS",
     "AGGREGATIONS",
     "LCO_LOSSES",
     "LogitLoss",
+    "OBJECTIVE_SPECS",
+    "AdvantageSpec",
+    "ObjectiveSpec",
     "SparseAdvantages",
     "aggregate",
     "chunked_distribution_loss",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from ..advantages import NORMALIZATIONS
-from .objective_specs import ADVANTAGE_SPECS, OBJECTIVE_SPECS, advantage_spec, objective_spec
+from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, advantage_spec, objective_spec
 
 OBJECTIVES = tuple(OBJECTIVE_SPECS)
 ADVANTAGES = tuple(ADVANTAGE_SPECS)
@@ -38,7 +38,7 @@ REWARD_MODEL_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() i
 GAP_STEP_GUARDS = ("off", "warn", "scale")
 
 # Objective × advantage pairs that make no sense, each with the reason shown to the user
-# (each objective's ``rejected_advantages`` in :data:`lco.trainer.objective_specs.OBJECTIVE_SPECS`).
+# (each objective's ``rejected_advantages`` in :data:`lco.objectives.registry.OBJECTIVE_SPECS`).
 REJECTED_PAIRS: dict[tuple[str, str], str] = {
     (objective, advantage): reason
     for objective, spec in OBJECTIVE_SPECS.items()
@@ -65,7 +65,7 @@ class LCOConfig(GRPOConfig):
             published clip/scaling defaults set for you), ``ppo`` (critic + GAE), ``reinforce`` (leave-one-out
             baseline), ``minillm``, ``gkd`` (on-policy distillation to a teacher), ``sft`` (on the completions
             with a positive advantage). What each needs is its row of
-            :data:`lco.trainer.objective_specs.OBJECTIVE_SPECS`.
+            :data:`lco.objectives.registry.OBJECTIVE_SPECS`.
         advantage (`str`, *optional*, defaults to `"outcome"`):
             The advantage estimator of §4.2: ``outcome`` (the group-normalised sequence reward on the sampled
             tokens, eq. 11), ``dpo_token`` (log φ_DPO/φ_ref at the sampled token), ``dpo_dense`` (eq. 13 over the

@@ -48,12 +48,12 @@ from ..objectives.fused import (
 from ..objectives.heads import chunked_distribution_loss, chunked_token_stats, head_logit_chunks
 from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from ..objectives.reduction import masked_mean
+from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
 from .config import LCOConfig
 from .data import check_train_dataset
 from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .hidden_state_forward import add_hidden_state_head, head_outputs
-from .objective_specs import ADVANTAGE_SPECS, OBJECTIVE_SPECS
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..objectives.distill import generalized_jsd_per_token, reverse_kl_per_token
+from .distill import generalized_jsd_per_token, reverse_kl_per_token
 
 
 @dataclass(frozen=True)
