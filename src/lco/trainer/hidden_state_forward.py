@@ -1,4 +1,4 @@
-"""Run a function on a causal LM's final hidden states and LM head *inside* its forward.
+"""A forward patch: run a function on a causal LM's final hidden states and LM head *inside* its forward.
 
 The fused LCO losses (:mod:`lco.objectives.fused`) need the final hidden states h and the head
 weight W rather than the logits, so that [N, V] is never materialised. Calling the backbone
@@ -65,4 +65,3 @@ def head_outputs(
     return model(
         input_ids=input_ids, attention_mask=attention_mask, head_fn=head_fn, logits_to_keep=logits_to_keep
     )
-

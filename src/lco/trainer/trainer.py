@@ -1,21 +1,32 @@
 """``LCOTrainer``: TRL's ``GRPOTrainer`` with LCO and the paper's baselines as one config switch.
 
-The trainer only wires. Generation, reward functions, vLLM, accelerate/DeepSpeed and logging
-are TRL's. At generation time it saves what the chosen objective × advantage needs — the old
-policy's final hidden states (never its ``[B, T, V]`` logits), the reward models' hidden
-states, critic values — and at loss time it hands tensors to a pure objective from
-:mod:`lco.objectives` and an estimator from :mod:`lco.advantages`:
+The trainer only wires. Generation, reward functions, vLLM, accelerate/DeepSpeed and logging are
+TRL's. What an objective × advantage needs is its row of :mod:`lco.objectives.registry`; the
+trainer reads the row and never branches on the objective's or the advantage's name.
+
+At generation time (:meth:`LCOTrainer._generate_and_score_completions`) it puts into the batch what
+the row asks for — the old policy's final hidden states and a copy of its head when rollouts are
+reused (never its ``[B, T, V]`` logits), the reward models' or teacher's hidden states and heads,
+the critic's values and PPO's old/reference log-probs — and builds the token advantages with the
+row's builder from :mod:`lco.advantages`. At loss time (:meth:`LCOTrainer._objective_loss`) it
+hands those tensors to a pure objective:
 
 =============================  =================================================================
 objective                      loss
 =============================  =================================================================
 lco_kld / lco_lch / lco_mse    :func:`lco.objectives.fused.fused_lco_loss` (eqs. 8–10), chunked
 grpo dapo dr_grpo gspo cispo   TRL's own ``GRPOTrainer._compute_loss`` (``loss_type`` set for you)
-ppo                            :func:`lco.ppo_clip_loss` + critic (:func:`lco.value_loss`, :func:`lco.gae`)
-reinforce                      :func:`lco.reinforce_loss` with a leave-one-out / batch-mean baseline
-minillm / gkd                  :func:`lco.reverse_kl_loss` / :func:`lco.generalized_jsd_loss` to the teacher
-sft                            :func:`lco.sft_loss` on the completions with a positive advantage
+ppo                            :func:`lco.ppo_clip_loss` + :func:`lco.value_loss`; advantages from
+                               :func:`lco.ppo_token_rewards` and :func:`lco.ppo_gae_advantages`
+reinforce                      :func:`lco.reinforce_loss`; advantages from :func:`lco.reinforce_advantages`
+minillm / gkd                  :func:`lco.objectives.heads.chunked_distribution_loss` with the reverse KL /
+                               generalised JSD per token, to the teacher
+sft                            the NLL of the completions with a positive advantage
 =============================  =================================================================
+
+Every LM-head path reads logits through :func:`lco.objectives.heads.head_logit_chunks`, one chunk
+of ``head_chunk_size`` tokens at a time, inside the model's patched forward
+(:mod:`lco.trainer.hidden_state_forward`).
 """
 
 from __future__ import annotations
