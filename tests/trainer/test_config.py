@@ -65,11 +65,7 @@ def test_unset_head_chunk_size_is_the_fused_losss_default_for_the_policys_vocabu
 
     args = tiny_config(tmp_path, tiny_models, head_chunk_size=None)
     trainer = LCOTrainer(
-        model=tiny_models["policy"],
-        reward_funcs=parity_reward,
-        args=args,
-        train_dataset=prompts,
-        processing_class=tokenizer,
+        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
     )
     vocab = trainer.model.get_output_embeddings().weight.shape[0]
     assert trainer._chunk_size == default_chunk_size(vocab) == min(256, 2**28 // (4 * vocab))
