@@ -69,3 +69,17 @@ def test_unset_head_chunk_size_is_the_fused_losss_default_for_the_policys_vocabu
     )
     vocab = trainer.model.get_output_embeddings().weight.shape[0]
     assert trainer._chunk_size == default_chunk_size(vocab) == min(256, 2**28 // (4 * vocab))
+
+
+def test_the_docstring_documents_every_field_lco_config_adds_to_grpo_config():
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    from lco.trainer import LCOConfig
+
+    inherited = {f.name for f in dataclasses.fields(GRPOConfig)}
+    own = [f.name for f in dataclasses.fields(LCOConfig) if f.name not in inherited]
+    assert own, "LCOConfig adds fields to GRPOConfig"
+    undocumented = [name for name in own if f"\n        {name} (`" not in LCOConfig.__doc__]
+    assert not undocumented, f"LCOConfig's docstring does not document {undocumented}"
