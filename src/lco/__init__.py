@@ -16,7 +16,11 @@ from .advantages import (
     group_advantages,
     logprob_advantages,
     normalize_advantages,
+    ppo_gae_advantages,
+    ppo_token_rewards,
+    reinforce_advantages,
     sparse_advantages,
+    whiten_advantages,
 )
 from .objectives import (
     SparseAdvantages,
@@ -28,6 +32,7 @@ from .objectives import (
     generalized_jsd_loss,
     gspo_loss,
     gspo_sequence_log_ratio,
+    head_logit_chunks,
     lco_kld,
     lco_lch,
     lco_mse,
@@ -57,6 +62,7 @@ __all__ = [
     "group_advantages",
     "gspo_loss",
     "gspo_sequence_log_ratio",
+    "head_logit_chunks",
     "lco_kld",
     "lco_lch",
     "lco_mse",
@@ -65,6 +71,9 @@ __all__ = [
     "normalize_advantages",
     "optimal_log_policy",
     "optimal_logits",
+    "ppo_gae_advantages",
+    "ppo_token_rewards",
+    "reinforce_advantages",
     "ppo_clip_loss",
     "reinforce_loss",
     "reverse_kl_loss",
@@ -72,6 +81,7 @@ __all__ = [
     "sparse_advantages",
     "theory",
     "value_loss",
+    "whiten_advantages",
 ]
 
 # The trainer imports TRL and transformers; load it on first use so `import lco` stays light.

@@ -17,17 +17,13 @@ are dropped), and the three models of π* are checked to share one vocabulary.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from ..objectives.validation import check_beta, check_choice
-
-if TYPE_CHECKING:
-    from .pistar import PiStarLogitsProcessor
+from .._checks import check_beta, check_choice
+from .pistar import PiStarLogitsProcessor
 
 POLICIES = ("checkpoint", "pistar", "rm")
 
@@ -98,12 +94,6 @@ def load_causal_lm(path: str, what: str, device: torch.device, dtype: torch.dtyp
         bos_token_id=old.bos_token_id, eos_token_id=old.eos_token_id, pad_token_id=old.pad_token_id
     )
     return model
-
-
-def last_logits_only(model) -> dict:
-    """``logits_to_keep=1`` where the model supports it: the prompt's forward pass then does not
-    materialise [B, L, V] logits (at |V| ≈ 150k that is gigabytes), as ``generate`` does for π_old."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 def output_vocab_size(model) -> int:
@@ -219,6 +209,5 @@ def load_policy(
     dpo = load_causal_lm(reward_model, "--reward-model", device, dtype)
     ref = load_causal_lm(ref_model, "--ref-model", device, dtype)
     check_same_logits_size([("--model", lm), ("--reward-model", dpo), ("--ref-model", ref)])
-    from .pistar import PiStarLogitsProcessor
 
     return Policy(kind, model, lm, tokenizer, PiStarLogitsProcessor(dpo, ref, beta, normalize))

@@ -32,12 +32,17 @@ from dataclasses import dataclass
 
 import torch
 
-# A module import rather than a name import: lco.advantages itself imports
-# lco.objectives.validation, so while `import lco` runs it may still be initialising here.
-from .. import advantages as _advantages
+from .._checks import check_actions, check_beta, check_choice, check_finite, check_mask
+from ..advantages import (
+    NORMALIZATIONS,
+    dpo_advantages,
+    logprob_advantages,
+    normalize_advantages,
+    sparse_advantages,
+)
+from .heads import head_logit_chunks
 from .lco import LCO_LOSSES, LogitLoss, check_support_size
 from .targets import check_beta_negative, check_support_ids, tilt
-from .validation import check_actions, check_beta, check_choice, check_finite, check_mask
 
 RowSource = Callable[[int, int], torch.Tensor]
 """``(start, end) -> [end − start, V]``: one chunk of a per-token quantity over the vocabulary."""
@@ -112,14 +117,14 @@ def dpo_advantage_chunks(
             f"ref_weight has vocabulary size {ref_weight.shape[0]} but dpo_weight has {dpo_weight.shape[0]}"
         )
     heads = [
-        (h.detach(), w.detach().float(), None if b is None else b.detach().float())
+        head_logit_chunks(h.detach(), w.detach().float(), None if b is None else b.detach().float())
         for h, w, b in ((dpo_hidden, dpo_weight, dpo_bias), (ref_hidden, ref_weight, ref_bias))
     ]
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            dpo_logits, ref_logits = (_head_logits(h[start:end].float(), w, b) for h, w, b in heads)
-            return _advantages.dpo_advantages(dpo_logits, ref_logits)
+            dpo_logits, ref_logits = (logits(start, end) for logits in heads)
+            return dpo_advantages(dpo_logits, ref_logits)
 
     return rows
 
@@ -134,17 +139,15 @@ def logprob_advantage_chunks(
     of that chunk's logits, in fp32 and without gradient.
     """
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
-    h, w, b = hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+    logits = head_logit_chunks(
+        hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+    )
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            return _advantages.logprob_advantages(_head_logits(h[start:end].float(), w, b))
+            return logprob_advantages(logits(start, end))
 
     return rows
-
-
-def _head_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return h @ w.T if b is None else torch.addmm(b, h, w.T)
 
 
 def _check_finite(name: str, tensor: torch.Tensor | None) -> None:
@@ -303,7 +306,7 @@ class LCOChunk:
         return ChunkOutput(value, grad, stats)
 
     def _whole_vocabulary(self, z, z_old, start, end):
-        adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
+        adv = normalize_advantages(self.advantages(start, end), self.normalization)
         if self.beta_negative is None:
             # eq. 7, as lco.optimal_logits but without its isfinite scans: the sources are checked
             # once by _row_source (and z is finite when hidden and weight are). "mean"/"mean_std"/"std"
@@ -330,7 +333,7 @@ class LCOChunk:
             adv = self.advantages(start, end).float().gather(-1, ids)
         # Normalising the gathered [c, k] over its last axis is normalize_advantages(A, mode,
         # support=ids) read on the support, which is all the loss reads.
-        adv = _advantages.normalize_advantages(adv, self.normalization)
+        adv = normalize_advantages(adv, self.normalization)
         z_star = z_old.float().gather(-1, ids) + tilt(adv, self.beta, self.beta_negative)
         return self.loss.value(z, z_star, ids), self.loss.logit_grad(z, z_star, ids)
 
@@ -396,7 +399,7 @@ def _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads
     """
     grad_hidden, grad_weight, grad_bias = grads
     h = hidden[start:end].float()
-    z = _head_logits(h, w32, b32)
+    z = head_logit_chunks(h, w32, b32)(0, h.shape[0])
     out = chunk_loss(z, start, end)
     del z  # the chunk loss has what it needs; free the block before the matmuls below
     if out.stats is not None:
@@ -546,7 +549,7 @@ def fused_lco_loss(
     Returns the scalar fp32 loss, or ``(loss, stats)`` with ``return_stats=True``.
     """
     check_choice("loss", loss, tuple(LCO_LOSSES))
-    check_choice("normalization", normalization, _advantages.NORMALIZATIONS)
+    check_choice("normalization", normalization, NORMALIZATIONS)
     beta = check_beta(beta)
     beta_negative = check_beta_negative(beta_negative)
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
@@ -565,7 +568,7 @@ def fused_lco_loss(
         actions = sparse.actions
 
         def advantage_rows(start: int, end: int) -> torch.Tensor:
-            return _advantages.sparse_advantages(
+            return sparse_advantages(
                 sparse.token_advantages[start:end].detach(), sparse.actions[start:end], vocab_size
             )
     else:

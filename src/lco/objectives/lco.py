@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_finite, check_mask, check_same_shape
 from .reduction import masked_mean
 from .targets import optimal_logits, support_ids
-from .validation import check_finite, check_mask, check_same_shape
 
 _LOG2 = math.log(2.0)
 
