@@ -288,6 +288,7 @@ class LCOChunk:
     beta_negative: float | None = None
     support: int | torch.Tensor | None = None
     sparse: SparseAdvantages | None = None
+    stats_temperature: float = 1.0
 
     @property
     def stat_names(self) -> tuple[str, ...]:
@@ -302,7 +303,7 @@ class LCOChunk:
         stats = None
         if self.with_stats:
             actions = None if self.actions is None else self.actions[start:end]
-            stats = _token_stats(value, z, z_old, grad, actions)
+            stats = _token_stats(value, z, z_old, grad, actions, self.stats_temperature)
         return ChunkOutput(value, grad, stats)
 
     def _whole_vocabulary(self, z, z_old, start, end):
@@ -338,16 +339,22 @@ class LCOChunk:
         return self.loss.value(z, z_star, ids), self.loss.logit_grad(z, z_star, ids)
 
 
-def _token_stats(value, z, z_old, grad, actions) -> torch.Tensor:
+def _token_stats(value, z, z_old, grad, actions, temperature: float = 1.0) -> torch.Tensor:
     """The training-dynamics metrics of the paper's Figs. 1/5, per token, ``[k, c]``.
 
-    Policy entropy H(π_θ); KL(π_θ ‖ π_old) (0 on-policy, where z_old is z); and with the sampled
-    actions: π_θ(a_t), |∂ℓ_t/∂z_{a_t}| and the mean of |∂ℓ_t/∂z_a| over the other V − 1 tokens.
-    Gradients are per token, before the 1/#tokens of the mean.
+    Policy entropy H(softmax(z/T)) with T = ``temperature`` (TRL logs the entropy of z/T for its
+    own objectives, so LCO's is comparable); KL(π_θ ‖ π_old) (0 on-policy, where z_old is z); and
+    with the sampled actions: π_θ(a_t), |∂ℓ_t/∂z_{a_t}| and the mean of |∂ℓ_t/∂z_a| over the
+    other V − 1 tokens. Gradients are per token, before the 1/#tokens of the mean.
     """
     log_pi = torch.log_softmax(z, dim=-1)
     pi = log_pi.exp()
-    entropy = -(pi * log_pi).sum(-1)
+    if temperature == 1.0:
+        entropy = -(pi * log_pi).sum(-1)
+    else:
+        log_pi_t = torch.log_softmax(z / temperature, dim=-1)
+        entropy = -(log_pi_t.exp() * log_pi_t).sum(-1)
+        del log_pi_t
     if z_old is z:
         kl = torch.zeros_like(entropy)
     else:
@@ -502,6 +509,7 @@ def fused_lco_loss(
     return_stats: bool = False,
     beta_negative: float | None = None,
     support: int | torch.Tensor | str | None = None,
+    stats_temperature: float = 1.0,
 ):
     """LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10) of the logits z = h Wᵀ (+ b), chunk by chunk.
 
@@ -545,6 +553,8 @@ def fused_lco_loss(
             (KL(π_θ ‖ π_old)) and, when actions are known, ``sampled_prob`` (π_θ(a_t)),
             ``logit_grad_sampled`` (|∂ℓ_t/∂z_{a_t}|) and ``logit_grad_nonsampled`` (mean |∂ℓ_t/∂z_a|
             over a ≠ a_t).
+        stats_temperature: T > 0 of the ``entropy`` stat, H(softmax(z/T)) (the sampling
+            temperature, as TRL logs it); the loss and the other stats do not read it.
 
     Returns the scalar fp32 loss, or ``(loss, stats)`` with ``return_stats=True``.
     """
@@ -556,6 +566,8 @@ def fused_lco_loss(
     n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
     chunk_size = _check_chunk_size(chunk_size, vocab_size)
     check_mask(mask, torch.Size([n_tokens]))
+    if not (isinstance(stats_temperature, (int, float)) and stats_temperature > 0):
+        raise ValueError(f"stats_temperature must be a number > 0, got {stats_temperature!r}")
 
     if isinstance(advantages, SparseAdvantages):
         sparse = advantages
@@ -598,6 +610,7 @@ def fused_lco_loss(
         beta_negative=beta_negative,
         support=support,
         sparse=advantages if isinstance(advantages, SparseAdvantages) else None,
+        stats_temperature=float(stats_temperature),
     )
     return _run(hidden, weight, bias, chunk_loss, mask, chunk_size, return_stats)
 
