@@ -98,6 +98,9 @@ class ObjectiveSpec:
             and :func:`lco.ppo_gae_advantages` with the critic).
         needs_old_hidden: keep the old policy's final hidden states and head for z_old when
             rollouts are reused (the LCO target z* = z_old + A/β of eq. 7 is anchored at π_old).
+        accepts_lco_options: the LCO stability options of ``LCOConfig`` (``lco_anchor_update_steps``,
+            ``lco_support``, ``lco_beta_negative``, ``lco_temperature_consistent``, ``lco_preset``)
+            act on this objective's target z*; every other objective refuses them.
         needs_values: a critic (value head) on the policy; its values and the old log-probs are saved.
         needs_reference: the frozen initial policy for a per-token KL penalty (when its coefficient > 0).
         needs_teacher: a teacher model (``teacher_model_path``, else ``reward_model_path``).
@@ -113,6 +116,7 @@ class ObjectiveSpec:
     loss: str
     token_advantages: str = "sequence"
     needs_old_hidden: bool = False
+    accepts_lco_options: bool = False
     needs_values: bool = False
     needs_reference: bool = False
     needs_teacher: bool = False
@@ -127,7 +131,7 @@ class ObjectiveSpec:
 
 
 def _lco(name: str) -> ObjectiveSpec:
-    return ObjectiveSpec(name, loss="lco", needs_old_hidden=True)
+    return ObjectiveSpec(name, loss="lco", needs_old_hidden=True, accepts_lco_options=True)
 
 
 def _trl(name: str, grpo_config: dict, published_defaults: dict | None = None, **rejected) -> ObjectiveSpec:

@@ -7,6 +7,7 @@ here, before any model is loaded (see :data:`REJECTED_PAIRS` and docs/trainer.md
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -34,6 +35,47 @@ OWN_BASELINES = tuple(
 )
 DENSE_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.dense)
 REWARD_MODEL_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.reward_models)
+# The π* support of the LCO target: the whole vocabulary (eq. 6), π_old's top-k, or the sampled token.
+LCO_SUPPORTS = ("full", "top_k", "sampled")
+# Fields that only act on an LCO objective's target z* (ObjectiveSpec.accepts_lco_options);
+# any other objective refuses them when they differ from their defaults.
+LCO_OPTION_FIELDS = (
+    "lco_anchor_update_steps",
+    "lco_support",
+    "lco_support_k",
+    "lco_beta_negative",
+    "lco_temperature_consistent",
+    "lco_preset",
+)
+
+
+def _hundred_beta(config) -> float:
+    return 100.0 * config.lco_beta
+
+
+# Named settings of the stability options (docs/trainer.md, "Stability options"), applied only to
+# the fields the user left at their default. A value may be a function of the config (β_negative
+# follows lco_beta). "paper": the paper as written (arXiv 2603.00963; every value is the default).
+# "authors": their public code (llama-rlhf): π_old's top-5, std over those 5 without centring,
+# β × 100 where A < 0 (their rule-reward trainers, A ≤ 0: at A = 0 the tilt is 0 either way) and
+# the old logits of all rollouts from the initial policy.
+LCO_PRESETS: dict[str, dict] = {
+    "paper": {
+        "lco_support": "full",
+        "lco_anchor_update_steps": 1,
+        "lco_beta_negative": None,
+        "advantage_normalization": "mean",
+        "lco_temperature_consistent": False,
+    },
+    "authors": {
+        "lco_support": "top_k",
+        "lco_support_k": 5,
+        "advantage_normalization": "std",
+        "lco_beta_negative": _hundred_beta,
+        "lco_anchor_update_steps": 0,
+    },
+}
+
 # Step-size guard of the Gradient-Gap metrics (docs/gap.md): off, warn, or warn and lower the lr.
 GAP_STEP_GUARDS = ("off", "warn", "scale")
 
@@ -77,8 +119,36 @@ class LCOConfig(GRPOConfig):
         lco_beta (`float`, *optional*, defaults to `1.0`):
             β of the KL-regularised objective (eq. 2): z* = z_old + A/β (eq. 7). The paper's value.
         advantage_normalization (`str`, *optional*, defaults to `"mean"`):
-            Per-step normalisation of the advantage over the vocabulary (§4.4), one of
-            :data:`lco.NORMALIZATIONS`: ``mean`` (centring; leaves π* unchanged), ``mean_std``, ``none``.
+            Per-step normalisation of the advantage over the vocabulary (§4.4), or over the support when
+            ``lco_support`` is not ``full``, one of :data:`lco.NORMALIZATIONS`: ``mean`` (centring; leaves π*
+            unchanged), ``mean_std``, ``std`` (divide by the std, no centring: the authors' code), ``none``.
+
+        > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
+
+        lco_anchor_update_steps (`int`, *optional*, defaults to `1`):
+            The anchor π_old of z* = z_old + A/β (eq. 7): a frozen snapshot of the policy refreshed every this many
+            optimizer steps (at steps 0, m, 2m, …); z_old is the snapshot's exact logits on each batch. 1 is the
+            paper (the policy that generated the batch; no extra copy); 0 never refreshes: the initial policy, the
+            KL-regularised optimum around the starting model (the authors' code). Other values keep one frozen copy
+            of the policy. Refused with PEFT, DeepSpeed ZeRO-3 and FSDP.
+        lco_support (`str`, *optional*, defaults to `"full"`):
+            The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
+            ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5) or ``sampled`` (the
+            sampled token only: the authors' sampled-logit regression, ``lco_mse``/``lco_lch`` with
+            ``advantage_normalization="none"``).
+        lco_support_k (`int`, *optional*, defaults to `5`):
+            k of ``lco_support="top_k"``.
+        lco_beta_negative (`float` or `None`, *optional*, defaults to `None`):
+            β for the entries with A < 0 (z* = z_old + A/β_negative there); ``None`` is ``lco_beta``. The authors
+            use 100·β for the rule reward.
+        lco_temperature_consistent (`bool`, *optional*, defaults to `False`):
+            When true, z_old and the loss use z/T with T the sampling ``temperature`` (as TRL's objectives do);
+            false is the paper (T = 1 logits whatever the sampling temperature).
+        lco_preset (`str` or `None`, *optional*, defaults to `None`):
+            Named settings of the options above: ``paper`` (full support, anchor every step, no β_negative,
+            ``mean`` normalisation, T = 1; the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
+            β_negative = 100·β, anchor = the initial policy). Applied only to the fields left at their default
+            (a field set to its default value counts as left).
 
         > Parameters that name the frozen models
 
@@ -162,7 +232,43 @@ class LCOConfig(GRPOConfig):
     advantage_normalization: str = field(
         default="mean",
         metadata={
-            "help": "Per-step normalisation of the advantage over the vocabulary: 'mean', 'mean_std', 'none'."
+            "help": "Per-step normalisation of the advantage over the vocabulary (or the support): 'mean', "
+            "'mean_std', 'std' (no centring), 'none'."
+        },
+    )
+    lco_anchor_update_steps: int = field(
+        default=1,
+        metadata={
+            "help": "LCO anchor π_old: a frozen snapshot of the policy refreshed every this many optimizer steps "
+            "(at 0, m, 2m, ...). 1 = the paper (the generating policy, no extra copy); 0 = never (the initial "
+            "policy)."
+        },
+    )
+    lco_support: str = field(
+        default="full",
+        metadata={
+            "help": "Support of π*: 'full' (whole vocabulary, eq. 6), 'top_k' (π_old's lco_support_k most likely "
+            "tokens) or 'sampled' (the sampled token; lco_mse/lco_lch with advantage_normalization='none')."
+        },
+    )
+    lco_support_k: int = field(default=5, metadata={"help": "k of lco_support='top_k'."})
+    lco_beta_negative: float | None = field(
+        default=None,
+        metadata={"help": "β where A < 0 (z* = z_old + A/β_negative there); None = lco_beta."},
+    )
+    lco_temperature_consistent: bool = field(
+        default=False,
+        metadata={
+            "help": "Use z/T (T = the sampling temperature) for z_old and the loss, as TRL's objectives do; "
+            "False = the paper (T = 1 logits)."
+        },
+    )
+    lco_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Named stability settings, applied to the fields left at their default: 'paper' (the paper "
+            "as written) or 'authors' (top-5 support, std normalisation, β_negative = 100·β, anchor = initial "
+            "policy)."
         },
     )
     reward_model_path: str | None = field(
@@ -254,6 +360,7 @@ class LCOConfig(GRPOConfig):
 
     def __post_init__(self):
         self._resolve_chunk_size_alias()
+        self._apply_lco_preset()
         validate_choices(self)
         spec = OBJECTIVE_SPECS[self.objective]
         for name, value in spec.grpo_config.items():
@@ -264,6 +371,28 @@ class LCOConfig(GRPOConfig):
         if self.objective == "ppo":
             self.num_iterations = self.ppo_epochs
         super().__post_init__()
+
+    def _apply_lco_preset(self) -> None:
+        """Refuse the LCO options on other objectives, then fill the preset into the fields left at default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LCO_OPTION_FIELDS}
+        defaults["advantage_normalization"] = "mean"
+        objective = objective_spec(self.objective)
+        if not objective.accepts_lco_options:
+            for name in LCO_OPTION_FIELDS:
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(
+                        f"{name} applies to the LCO objectives ({', '.join(LCO_OBJECTIVES)}) only; "
+                        f"objective={self.objective!r} does not read it"
+                    )
+        if self.lco_preset is None:
+            return
+        if self.lco_preset not in LCO_PRESETS:
+            raise ValueError(
+                f"lco_preset must be None or one of {', '.join(repr(p) for p in LCO_PRESETS)}; got {self.lco_preset!r}"
+            )
+        for name, value in LCO_PRESETS[self.lco_preset].items():
+            if getattr(self, name) == defaults[name]:
+                setattr(self, name, value(self) if callable(value) else value)
 
     def _resolve_chunk_size_alias(self) -> None:
         if self.lco_chunk_size is None:
@@ -297,6 +426,7 @@ def validate_choices(config: LCOConfig) -> None:
             f"advantage_normalization must be one of {', '.join(repr(n) for n in NORMALIZATIONS)}; "
             f"got {config.advantage_normalization!r}"
         )
+    validate_lco_options(config)
     if advantage.reward_models == ("dpo", "ref") and not (
         config.reward_model_path and config.reference_reward_model_path
     ):
@@ -344,3 +474,42 @@ def validate_choices(config: LCOConfig) -> None:
         raise ValueError(f"ppo_epochs must be >= 1, got {config.ppo_epochs}")
     if not 0.0 <= config.gkd_beta <= 1.0:
         raise ValueError(f"gkd_beta must lie in [0, 1], got {config.gkd_beta}")
+
+
+def validate_lco_options(config: LCOConfig) -> None:
+    """The stability options (docs/trainer.md, "Stability options"), each refused with its field's name."""
+    m = config.lco_anchor_update_steps
+    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        raise ValueError(
+            f"lco_anchor_update_steps must be an int >= 0 (1 = every step, 0 = never: the initial policy), got {m!r}"
+        )
+    if config.lco_support not in LCO_SUPPORTS:
+        raise ValueError(
+            f"lco_support must be one of {', '.join(repr(s) for s in LCO_SUPPORTS)}; got {config.lco_support!r}"
+        )
+    k = config.lco_support_k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"lco_support_k must be an int >= 1, got {k!r}")
+    if k != 5 and config.lco_support != "top_k":
+        raise ValueError(
+            f"lco_support_k={k} is read only with lco_support='top_k' (lco_support={config.lco_support!r})"
+        )
+    support_size = {"full": None, "top_k": k, "sampled": 1}[config.lco_support]
+    if support_size == 1 and config.objective == "lco_kld":
+        raise ValueError(
+            f"lco_support={config.lco_support!r} with one entry per token makes lco_kld's π* the one-hot of that "
+            "entry whatever the advantage (SFT on it); use lco_mse / lco_lch, or lco_support='top_k' with "
+            "lco_support_k >= 2"
+        )
+    if support_size == 1 and config.advantage_normalization != "none":
+        raise ValueError(
+            f"advantage_normalization={config.advantage_normalization!r} has no statistics over a one-entry "
+            f"support (lco_support={config.lco_support!r}); set advantage_normalization='none'"
+        )
+    beta_negative = config.lco_beta_negative
+    if beta_negative is not None and not (math.isfinite(beta_negative) and beta_negative > 0):
+        raise ValueError(f"lco_beta_negative must be None or a finite number > 0, got {beta_negative}")
+    if not isinstance(config.lco_temperature_consistent, bool):
+        raise ValueError(
+            f"lco_temperature_consistent must be true or false, got {config.lco_temperature_consistent!r}"
+        )

@@ -31,6 +31,7 @@ of ``head_chunk_size`` tokens at a time, inside the model's patched forward
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -60,6 +61,7 @@ from ..objectives.heads import chunked_distribution_loss, chunked_token_stats, h
 from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from ..objectives.reduction import masked_mean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
+from .anchor import PolicyAnchor
 from .config import LCOConfig
 from .data import check_train_dataset
 from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
@@ -124,6 +126,11 @@ class LCOTrainer(GRPOTrainer):
         self._auxiliary_paths = auxiliary_model_paths(args)
         check_vocabularies(policy_tokenizer, self._auxiliary_paths)
 
+        if args.lco_anchor_update_steps != 1 and (peft_config is not None or is_peft_model(model)):
+            raise ValueError(
+                f"lco_anchor_update_steps={args.lco_anchor_update_steps} keeps a frozen snapshot of the policy, "
+                "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
+            )
         self._guard = NonFiniteGuard(args.max_nonfinite_steps)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
@@ -141,11 +148,22 @@ class LCOTrainer(GRPOTrainer):
         )
         self._guard.metrics = self._metrics["train"]
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        # Copied before the forward patch: the patched forward closes over the model it patches.
+        anchor = self._anchor_snapshot(policy) if args.lco_anchor_update_steps != 1 else None
         add_hidden_state_head(policy)
         self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
         # Tokens per chunk of every head path: the user's, else the fused loss's measured default.
         self._chunk_size = args.head_chunk_size or default_chunk_size(self._policy_vocab)
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
+        self._anchor: PolicyAnchor | None = None
+        if anchor is not None:
+            self._anchor = PolicyAnchor(
+                self._place_frozen(anchor),
+                lambda: self.model,
+                self.accelerator.unwrap_model,
+                args.lco_anchor_update_steps,
+            )
+            self.add_callback(self._anchor)
         if self._spec.needs_values:
             hidden = policy.config.get_text_config().hidden_size
             # The critic is a value head on the policy's final hidden states (TRL's former
@@ -172,6 +190,21 @@ class LCOTrainer(GRPOTrainer):
                 f"the model at {path} has an LM head of {vocab} tokens but the policy has {self._policy_vocab}; "
                 "reward models, references and teachers must cover the policy's vocabulary"
             )
+        return self._place_frozen(model)
+
+    def _anchor_snapshot(self, policy: nn.Module) -> nn.Module:
+        """A copy of the (unwrapped) policy for the LCO anchor (:mod:`lco.trainer.anchor`)."""
+        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        if self.is_fsdp_enabled or zero3:
+            raise ValueError(
+                f"lco_anchor_update_steps={self.args.lco_anchor_update_steps} copies the policy's full state "
+                "into a frozen snapshot, which FSDP and DeepSpeed ZeRO-3 shard; use one device, DDP or "
+                "ZeRO-1/2, or lco_anchor_update_steps=1"
+            )
+        return copy.deepcopy(policy)
+
+    def _place_frozen(self, model: nn.Module) -> nn.Module:
+        """Eval mode, no gradient, the hidden-state head, and TRL's ref-model placement."""
         model.eval().requires_grad_(False)
         add_hidden_state_head(model)
         if self.is_deepspeed_enabled:
@@ -220,29 +253,35 @@ class LCOTrainer(GRPOTrainer):
             saved.setdefault(key, []).append(value)
 
         # Evaluation batches are scored once, by the current policy: there is no old policy to keep.
-        needs_old_hidden = self._spec.needs_old_hidden and self.model.training and self._reuses_rollouts()
+        # With an anchor snapshot (lco_anchor_update_steps != 1) z_old is always the snapshot's.
+        needs_old_hidden = (
+            self._spec.needs_old_hidden
+            and self.model.training
+            and (self._anchor is not None or self._reuses_rollouts())
+        )
+        old_policy = self.model if self._anchor is None else self._anchor.snapshot
         needs_values = self._spec.needs_values
         batch = args.per_device_train_batch_size
         with torch.no_grad():
             for s in range(0, input_ids.size(0), batch):
                 ids, am = input_ids[s : s + batch], attention_mask[s : s + batch]
-                if needs_old_hidden or needs_values:
+                if needs_old_hidden:
+                    h, w, b = self._hidden_and_head(old_policy, ids, am, k)
+                    save("old_hidden", h)
+                    if s == 0:  # a copy: the optimizer (or the anchor's refresh) updates the head in place
+                        heads["old"] = (w.clone(), None if b is None else b.clone())
+                if needs_values:
                     h, w, b = self._hidden_and_head(self.model, ids, am, k)
-                    if needs_old_hidden:
-                        save("old_hidden", h)
-                        if s == 0:  # a copy: the optimizer updates the live head in place
-                            heads["old"] = (w.clone(), None if b is None else b.clone())
-                    if needs_values:
-                        save("old_values", self._value_head()(h.float()).squeeze(-1))
-                        old_logps, _ = chunked_token_stats(
-                            h,
-                            w,
-                            b,
-                            output["completion_ids"][s : s + batch],
-                            self._chunk_size,
-                            self.temperature,
-                        )
-                        save("ppo_old_logps", old_logps)
+                    save("old_values", self._value_head()(h.float()).squeeze(-1))
+                    old_logps, _ = chunked_token_stats(
+                        h,
+                        w,
+                        b,
+                        output["completion_ids"][s : s + batch],
+                        self._chunk_size,
+                        self.temperature,
+                    )
+                    save("ppo_old_logps", old_logps)
                 for role, model in self._aux_models.items():
                     h, w, b = self._hidden_and_head(model, ids, am, k)
                     if role == "ppo_reference":
@@ -374,17 +413,19 @@ class LCOTrainer(GRPOTrainer):
         """‖∇_θ L‖ restricted to tokens with A > 0 and with A < 0, by two separate backward passes.
 
         Run on the unwrapped module with ``torch.autograd.grad`` so that neither ``.grad`` nor the
-        DDP reducer sees these passes; the metrics they would log are discarded.
+        DDP reducer sees these passes; the metrics they would log are discarded. The sign selects
+        the loss's tokens through ``tool_mask`` (multiplying one TRL put there), which every loss
+        reads as ``completion_mask * tool_mask`` (TRL's ``_compute_loss`` and ``_sequence_inputs``);
+        ``completion_mask`` is also the attention mask and stays whole, so each pass sees the same
+        context as the training step.
         """
         module = self.accelerator.unwrap_model(model)
         params = [p for p in module.parameters() if p.requires_grad]
         token_adv = inputs["token_advantages"]
         snapshot = {k: len(v) for k, v in self._metrics["train"].items()}
         for sign, selected in (("pos", token_adv > 0), ("neg", token_adv < 0)):
-            masked = {
-                **inputs,
-                "completion_mask": inputs["completion_mask"] * selected.to(inputs["completion_mask"].dtype),
-            }
+            keep = selected.to(inputs["completion_mask"].dtype)
+            masked = {**inputs, "tool_mask": inputs["tool_mask"] * keep if "tool_mask" in inputs else keep}
             norm = torch.zeros((), device=token_adv.device)
             if bool(selected.any()):
                 loss = self._objective_loss(module, masked)
@@ -495,7 +536,8 @@ class LCOTrainer(GRPOTrainer):
         """The fused-loss arguments for one micro-batch: the advantage source, z_old and the actions.
 
         z_old is ``None`` on-policy (the current logits, detached: no extra pass); on reused rollouts
-        it is the old policy's saved hidden states times the old head, both carried in the batch.
+        or with an anchor snapshot it is the old policy's (the snapshot's) saved hidden states times
+        its head, both carried in the batch; divided by T when ``lco_temperature_consistent``.
         """
         actions = inputs["completion_ids"].reshape(-1)
         if self._advantage.dense:
@@ -505,14 +547,34 @@ class LCOTrainer(GRPOTrainer):
         old_logits = None
         if "old_hidden" in inputs:
             old_logits = head_logit_chunks(inputs["old_hidden"], *inputs["old_head"][0])
+            if self.args.lco_temperature_consistent:
+                old_rows, T = old_logits, self.temperature
+
+                def old_logits(start, end):
+                    return old_rows(start, end) / T
+
         return {"advantages": advantages, "old_logits": old_logits, "actions": actions}
+
+    def _lco_options(self) -> dict:
+        """The stability options of LCOConfig as fused_lco_loss arguments (docs/trainer.md)."""
+        args = self.args
+        support = {"full": None, "top_k": args.lco_support_k, "sampled": "sampled"}[args.lco_support]
+        # The logged entropy is H(softmax(z/T)) for every method (TRL logs z/T); with the
+        # temperature-consistent loss the fused loss already sees z/T.
+        stats_temperature = 1.0 if args.lco_temperature_consistent else self.temperature
+        return {"beta_negative": args.lco_beta_negative, "support": support, "stats_temperature": stats_temperature}
 
     def _lco_loss(self, model, inputs):
         args = self.args
         ids, am, k, mask = self._sequence_inputs(inputs)
         sources = self._lco_sources(inputs)
+        options = self._lco_options()
+        T = self.temperature if args.lco_temperature_consistent else 1.0
 
         def head_fn(h, w, b):
+            if T != 1.0:
+                # z/T = (h/T)·Wᵀ + b/T: the fused kernel sees z/T, autograd carries the 1/T back to h and b.
+                h, b = h / T, (None if b is None else b / T)
             return fused_lco_loss(
                 _flat(h),
                 w,
@@ -524,6 +586,7 @@ class LCOTrainer(GRPOTrainer):
                 chunk_size=self._chunk_size,
                 return_stats=True,
                 **sources,
+                **options,
             )
 
         loss, stats = head_outputs(model, ids, am, k, head_fn)
@@ -543,6 +606,9 @@ class LCOTrainer(GRPOTrainer):
         for name in ("entropy", "kl_old", "sampled_prob"):
             if name in stats:
                 metrics[f"lco/{name}"].append(mean_over(stats[name], m))
+        # KL(π_θ ‖ π_anchor): the anchor is the snapshot (lco_anchor_update_steps != 1), else the
+        # generating policy (0 on-policy); the same number as lco/kl_old, named for what it measures.
+        metrics["lco/kl_anchor"].append(mean_over(stats["kl_old"], m))
         for sign, selected in (("pos", m * (token_adv > 0)), ("neg", m * (token_adv < 0))):
             for name in ("logit_grad_sampled", "logit_grad_nonsampled"):
                 if name in stats:
