@@ -64,9 +64,13 @@ def _sparse_A(inputs, vocab):
 # --- the anchor ---------------------------------------------------------------------------------
 
 
-def test_anchor_never_refreshed_is_the_initial_policy_at_every_step(tmp_path, tiny_models, tokenizer, prompts):
+def test_anchor_never_refreshed_is_the_initial_policy_at_every_step(
+    tmp_path, tiny_models, tokenizer, prompts
+):
     beta = 0.8
-    trainer = _recorder(tmp_path, tiny_models, tokenizer, prompts, lco_anchor_update_steps=0, max_steps=3, lco_beta=beta)
+    trainer = _recorder(
+        tmp_path, tiny_models, tokenizer, prompts, lco_anchor_update_steps=0, max_steps=3, lco_beta=beta
+    )
     trainer.train()
     initial = _initial_policy(tiny_models)
     assert [step for step, *_ in trainer.records] == [0, 1, 2]
@@ -80,7 +84,9 @@ def test_anchor_never_refreshed_is_the_initial_policy_at_every_step(tmp_path, ti
         torch.testing.assert_close(_batch_old_logits(inputs), z_initial, atol=1e-5, rtol=1e-5)
         assert abs(loss - float(expected)) < 1e-5 * max(1.0, abs(float(expected))), step
         if step > 0:
-            assert (z - z_initial).norm() > 1e-4, "the policy did not move, so the test cannot tell the anchors apart"
+            assert (z - z_initial).norm() > 1e-4, (
+                "the policy did not move, so the test cannot tell the anchors apart"
+            )
 
 
 def test_anchor_every_two_steps_changes_exactly_at_steps_0_2_4(tmp_path, tiny_models, tokenizer, prompts):
@@ -127,9 +133,13 @@ def test_anchor_with_peft_is_refused_before_loading(tmp_path, tiny_models, token
 # --- support, β_negative, temperature ---------------------------------------------------------
 
 
-def test_authors_preset_loss_is_the_naive_top5_std_and_beta_negative_loss(tmp_path, tiny_models, tokenizer, prompts):
+def test_authors_preset_loss_is_the_naive_top5_std_and_beta_negative_loss(
+    tmp_path, tiny_models, tokenizer, prompts
+):
     beta = 0.5
-    trainer = _recorder(tmp_path, tiny_models, tokenizer, prompts, lco_preset="authors", lco_beta=beta, max_steps=2)
+    trainer = _recorder(
+        tmp_path, tiny_models, tokenizer, prompts, lco_preset="authors", lco_beta=beta, max_steps=2
+    )
     trainer.train()
     initial = _initial_policy(tiny_models)
     for _, inputs, loss, current in trainer.records:
@@ -203,9 +213,16 @@ def test_temperature_consistent_gradient_is_the_autograd_gradient_of_the_naive_l
 ):
     beta, T = 0.9, 0.6
     args = tiny_config(
-        tmp_path, tiny_models, objective="lco_kld", lco_temperature_consistent=True, temperature=T, lco_beta=beta
+        tmp_path,
+        tiny_models,
+        objective="lco_kld",
+        lco_temperature_consistent=True,
+        temperature=T,
+        lco_beta=beta,
     )
-    trainer = LCOTrainer(tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer)
+    trainer = LCOTrainer(
+        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
+    )
     model = trainer.model
     batch = _manual_batch(tokenizer, model.config.vocab_size)
     model.zero_grad()
@@ -241,7 +258,9 @@ def test_sign_passes_keep_the_attention_mask_and_restrict_only_the_loss(
     tmp_path, tiny_models, tokenizer, prompts, objective
 ):
     args = tiny_config(tmp_path, tiny_models, objective=objective, temperature=0.7, dynamics_every=1)
-    trainer = _LossRecorder(tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer)
+    trainer = _LossRecorder(
+        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
+    )
     model = trainer.model.train()
     batch = _manual_batch(tokenizer, model.config.vocab_size)
     # signs that alternate inside each completion: removing one sign from the attention mask would
@@ -254,13 +273,16 @@ def test_sign_passes_keep_the_attention_mask_and_restrict_only_the_loss(
     mask = batch["completion_mask"].float()
     with torch.no_grad():
         _, z = _completion_logits(model, batch)  # the full attention mask
-    for recorded, selected in zip(trainer.losses, (batch["token_advantages"] > 0, batch["token_advantages"] < 0)):
+    signs = (batch["token_advantages"] > 0, batch["token_advantages"] < 0)
+    for recorded, selected in zip(trainer.losses, signs, strict=True):
         loss_mask = mask * selected
         if objective == "lco_kld":
             A = lco.normalize_advantages(_sparse_A(batch, z.shape[-1]), "mean")
             expected = lco.lco_kld(z, z, A, args.lco_beta, loss_mask.bool())
         else:
-            logps = torch.log_softmax(z / 0.7, -1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+            logps = (
+                torch.log_softmax(z / 0.7, -1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+            )
             expected = lco.reinforce_loss(logps, batch["token_advantages"], loss_mask)
         torch.testing.assert_close(recorded, expected, atol=1e-6, rtol=1e-5)
 
@@ -268,7 +290,9 @@ def test_sign_passes_keep_the_attention_mask_and_restrict_only_the_loss(
 def test_lco_entropy_is_logged_at_the_sampling_temperature(tmp_path, tiny_models, tokenizer, prompts):
     T = 0.5
     args = tiny_config(tmp_path, tiny_models, objective="lco_kld", temperature=T)
-    trainer = LCOTrainer(tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer)
+    trainer = LCOTrainer(
+        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
+    )
     model = trainer.model.train()
     batch = _manual_batch(tokenizer, model.config.vocab_size)
     trainer.compute_loss(model, batch)
@@ -348,7 +372,10 @@ def test_a_preset_leaves_the_fields_the_user_set(tmp_path, tiny_models):
         ({"lco_support_k": 3}, "lco_support_k=3 is read only with lco_support='top_k'"),
         ({"lco_support": "sampled", "advantage_normalization": "none"}, "lco_support='sampled' .* lco_kld"),
         ({"lco_support": "top_k", "lco_support_k": 1}, "lco_support='top_k' .* lco_kld"),
-        ({"objective": "lco_mse", "lco_support": "sampled"}, "advantage_normalization='mean' has no statistics"),
+        (
+            {"objective": "lco_mse", "lco_support": "sampled"},
+            "advantage_normalization='mean' has no statistics",
+        ),
         ({"lco_beta_negative": 0.0}, "lco_beta_negative must be None or a finite number > 0"),
         ({"lco_beta_negative": float("inf")}, "lco_beta_negative must be None or a finite number > 0"),
         ({"lco_preset": "llama-rlhf"}, "lco_preset must be None or one of"),

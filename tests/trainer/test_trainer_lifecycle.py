@@ -211,7 +211,14 @@ def test_cli_train_runs_a_yaml_config_with_overrides(tmp_path, tiny_models):
 
 def test_cli_train_accepts_the_stability_options(tmp_path, tiny_models):
     config = _write_cli_inputs(tmp_path, tiny_models)
-    flags = ["--lco_preset", "authors", "--lco_anchor_update_steps", "2", "--lco_temperature_consistent", "true"]
+    flags = [
+        "--lco_preset",
+        "authors",
+        "--lco_anchor_update_steps",
+        "2",
+        "--lco_temperature_consistent",
+        "true",
+    ]
     flags += ["--lco_beta", "2", "--temperature", "0.6", "--max_steps", "2"]
     assert lco_main(["train", config, *flags]) == 0
     args = torch.load(tmp_path / "run" / "training_args.bin", weights_only=False)

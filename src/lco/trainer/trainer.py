@@ -8,7 +8,8 @@ At generation time (:meth:`LCOTrainer._generate_and_score_completions`) it puts 
 the row asks for — the old policy's final hidden states and a copy of its head when rollouts are
 reused (never its ``[B, T, V]`` logits), the reward models' or teacher's hidden states and heads,
 the critic's values and PPO's old/reference log-probs — and builds the token advantages with the
-row's builder from :mod:`lco.advantages`. At loss time (:meth:`LCOTrainer._objective_loss`) it
+row's builder from :mod:`lco.advantages`. With ``lco_anchor_update_steps`` ≠ 1 the "old policy" is
+the frozen snapshot of :mod:`lco.trainer.anchor`, on every batch. At loss time (:meth:`LCOTrainer._objective_loss`) it
 hands those tensors to a pure objective:
 
 =============================  =================================================================
@@ -562,7 +563,11 @@ class LCOTrainer(GRPOTrainer):
         # The logged entropy is H(softmax(z/T)) for every method (TRL logs z/T); with the
         # temperature-consistent loss the fused loss already sees z/T.
         stats_temperature = 1.0 if args.lco_temperature_consistent else self.temperature
-        return {"beta_negative": args.lco_beta_negative, "support": support, "stats_temperature": stats_temperature}
+        return {
+            "beta_negative": args.lco_beta_negative,
+            "support": support,
+            "stats_temperature": stats_temperature,
+        }
 
     def _lco_loss(self, model, inputs):
         args = self.args
