@@ -402,3 +402,47 @@ def test_every_lco_objective_accepts_the_options_and_no_other_does():
     accepting = {name for name, spec in OBJECTIVE_SPECS.items() if spec.accepts_lco_options}
     assert accepting == {"lco_kld", "lco_lch", "lco_mse"}
     assert isinstance(LCOConfig.__dataclass_fields__["lco_support"].metadata["help"], str)
+
+
+# --- resume -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("every", "resume_at", "anchor_step"), [(0, 2, 0), (2, 3, 2)])
+def test_resume_continues_with_the_checkpointed_anchor(
+    tmp_path, tiny_models, tokenizer, prompts, every, resume_at, anchor_step
+):
+    first = _recorder(
+        tmp_path,
+        tiny_models,
+        tokenizer,
+        prompts,
+        lco_anchor_update_steps=every,
+        max_steps=resume_at,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    first.train()
+    out = tmp_path / "out"
+    # the policy at the beginning of step `anchor_step` (the initial one, or checkpoint-2's)
+    anchor_path = tiny_models["policy"] if anchor_step == 0 else str(out / f"checkpoint-{anchor_step}")
+    expected_anchor = AutoModelForCausalLM.from_pretrained(anchor_path).eval()
+    # built from the latest checkpoint, not the initial model: the anchor must come from the checkpoint file
+    args = tiny_config(
+        tmp_path, tiny_models, objective="lco_kld", lco_anchor_update_steps=every, max_steps=resume_at + 1
+    )
+    resumed = _AnchorRecorder(
+        str(out / f"checkpoint-{resume_at}"),
+        parity_reward,
+        args,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+    )
+    resumed.train(resume_from_checkpoint=str(out / f"checkpoint-{resume_at}"))
+    assert [step for step, *_ in resumed.records] == [resume_at]
+    assert resumed._anchor.refresh_steps == ([0] if every == 0 else [0, 2])
+    _, inputs, _, current = resumed.records[0]
+    with torch.no_grad():
+        _, z_anchor = _completion_logits(expected_anchor, inputs)
+        _, z = _completion_logits(current, inputs)
+    torch.testing.assert_close(_batch_old_logits(inputs), z_anchor, atol=1e-5, rtol=1e-5)
+    assert (z - z_anchor).abs().max() > 1e-4, "the resumed policy equals the anchor; the test cannot fail"

@@ -17,13 +17,21 @@ The trainer computes z_old from the snapshot at generation time, exactly, chunk 
 the reuse path (the snapshot's final hidden states and head travel in the batch as
 ``old_hidden`` / ``old_head``). Memory: one frozen copy of the policy's weights in its dtype,
 without gradients or optimizer state; time: one extra forward pass per generation batch.
+Checkpoints hold the snapshot (:data:`ANCHOR_FILE`, one more copy of the weights), so a resumed
+run continues with the anchor it had.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from transformers import TrainerCallback
+
+
+ANCHOR_FILE = "lco_anchor.pt"
+"""The snapshot's ``state_dict`` and refresh steps, in each checkpoint folder."""
 
 
 class PolicyAnchor(TrainerCallback):
@@ -48,13 +56,29 @@ class PolicyAnchor(TrainerCallback):
         self._unwrap = unwrap
         self.every = every
         self.refresh_steps = [0]
+        self._restored = False
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # Resuming at step s with m ≥ 2: the policy of step ⌊s/m⌋·m is not kept in the checkpoint;
-        # the anchor restarts from the resumed policy. With m = 0 it stays the policy the trainer
-        # was built from (build it from the initial model to keep π_0).
-        if self.every > 0 and state.global_step > 0:
+        # Resuming from a checkpoint without ANCHOR_FILE (saved before the anchor existed): the
+        # policy of step ⌊s/m⌋·m is gone, so with m ≥ 2 the anchor restarts from the resumed policy;
+        # with m = 0 it stays the policy the trainer was built from.
+        if not self._restored and self.every > 0 and state.global_step > 0:
             self.refresh(state.global_step)
+
+    def save(self, folder: str) -> None:
+        state = {"state_dict": self._unwrap(self.snapshot).state_dict(), "refresh_steps": self.refresh_steps}
+        torch.save(state, os.path.join(folder, ANCHOR_FILE))
+
+    @torch.no_grad()
+    def load(self, folder: str) -> None:
+        """Restore the snapshot saved in a checkpoint folder (called before ``on_train_begin``)."""
+        path = os.path.join(folder, ANCHOR_FILE)
+        if not os.path.exists(path):
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self._unwrap(self.snapshot).load_state_dict(state["state_dict"])
+        self.refresh_steps = list(state["refresh_steps"])
+        self._restored = True
 
     def on_step_begin(self, args, state, control, **kwargs):
         step = state.global_step

@@ -482,9 +482,14 @@ class LCOTrainer(GRPOTrainer):
             )
             with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
                 json.dump(state, f)
+        if self._anchor is not None and self.args.should_save:
+            step_folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self._anchor.save(os.path.join(self._get_output_dir(trial=trial), step_folder))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
+        if self._anchor is not None and checkpoint is not None:
+            self._anchor.load(checkpoint)
         path = os.path.join(checkpoint, GAP_STATE_FILE) if checkpoint is not None else None
         if self._gap_monitor is not None and path is not None and os.path.exists(path):
             with open(path) as f:
