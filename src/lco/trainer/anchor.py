@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-
 ANCHOR_FILE = "lco_anchor.pt"
 """The snapshot's ``state_dict`` and refresh steps, in each checkpoint folder."""
 
