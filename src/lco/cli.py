@@ -29,11 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .errors import TrainingDivergedError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError) as err:
-        # Bad input is reported as one line naming what is wrong, not as a traceback.
-        print(f"lco {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, TrainingDivergedError) as err:
+        # Bad input, and a divergence the guard already explained, are one line naming what is
+        # wrong, not a traceback.
+        message = " ".join(str(err).split())
+        # a divergence interrupts a progress bar mid-line: start the error on a line of its own
+        start = "\n" if isinstance(err, TrainingDivergedError) else ""
+        print(f"{start}lco {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
+from ..errors import TrainingDivergedError
 
-class NonFiniteGradientError(RuntimeError):
+
+class NonFiniteGradientError(TrainingDivergedError):
     """Raised when training produced non-finite gradients too many steps in a row."""
 
 

@@ -49,6 +49,7 @@ from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
+from .preflight import check_before_loading
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -88,6 +89,7 @@ class LCOTrainer(GRPOTrainer):
             )
         # Everything that can be checked without loading a model is checked first.
         check_train_dataset(train_dataset)
+        check_before_loading(args, model, auxiliary_model_paths(args))
         if reward_funcs is None:
             if args.objective in ("minillm", "gkd") or args.advantage != "outcome":
                 reward_funcs = []  # rewards are then only logged if the user passes some
