@@ -165,3 +165,23 @@ def test_api_checks_output_dir_before_loading(tmp_path, tiny_models, tokenizer, 
     with pytest.raises(ValueError, match="output_dir .* regular file"):
         LCOTrainer(tiny_models["policy"], lambda completions, **kw: [0.0] * len(completions), args, prompts,
                    processing_class=tokenizer)
+
+
+def test_same_size_vocabulary_reports_the_first_differing_token(tmp_path, tiny_models, tokenizer, prompts):
+    """A reward model whose tokenizer swaps two tokens has the policy's size; the error says what differs."""
+    import shutil
+
+    from lco.trainer import LCOTrainer
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(tiny_models["dpo"], swapped)
+    spec = json.loads((swapped / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+    (swapped / "tokenizer.json").write_text(json.dumps(spec))
+    args = tiny_config(tmp_path, tiny_models, advantage="logprob_dense", reward_model_path=str(swapped))
+    with pytest.raises(ValueError, match="different vocabulary") as caught:
+        LCOTrainer(tiny_models["policy"], None, args, prompts, processing_class=tokenizer)
+    message = str(caught.value)
+    assert f"{len(tokenizer)} vs {len(tokenizer)} tokens" in message
+    assert "'a'" in message and "'b'" in message and "2 id(s) differ" in message

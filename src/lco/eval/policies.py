@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..objectives.validation import check_beta, check_choice
+from ..vocabularies import vocabulary_difference
 
 if TYPE_CHECKING:
     from .pistar import PiStarLogitsProcessor
@@ -121,11 +122,9 @@ def check_same_vocabulary(named_tokenizers: list[tuple[str, object]]) -> None:
     for flag, tok in named_tokenizers[1:]:
         vocab = tok.get_vocab()
         if vocab != ref_vocab:
-            not_shared = len(set(vocab.items()) ^ set(ref_vocab.items()))
             raise ValueError(
-                f"{flag} and {ref_flag} have different vocabularies ({len(vocab)} vs {len(ref_vocab)} tokens, "
-                f"{not_shared} (token, id) pairs not shared); --policy pistar needs the same tokenizer in all "
-                "three models"
+                f"{flag} and {ref_flag} have different vocabularies ({vocabulary_difference(vocab, ref_vocab)}); "
+                "--policy pistar needs the same tokenizer in all three models"
             )
 
 

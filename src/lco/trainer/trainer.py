@@ -49,6 +49,7 @@ from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
+from ..vocabularies import vocabulary_difference
 from .preflight import check_before_loading
 
 logger = logging.getLogger(__name__)
@@ -612,6 +613,6 @@ def check_vocabularies(policy_tokenizer, paths: dict[str, str]) -> None:
         if other.get_vocab() != policy_vocab:
             raise ValueError(
                 f"the {role} model at {path} has a different vocabulary than the policy's tokenizer "
-                f"({len(other)} vs {len(tokenizer)} tokens); LCO's dense advantages compare distributions token "
-                "by token, so every model must share the policy's tokenizer"
+                f"({vocabulary_difference(other.get_vocab(), policy_vocab)}); LCO's dense advantages compare "
+                "distributions token by token, so every model must share the policy's tokenizer"
             )
