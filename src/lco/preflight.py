@@ -46,7 +46,8 @@ def _looks_local(path: str) -> bool:
     return (
         path.startswith(("/", ".", "~"))
         or path.endswith("/")
-        or os.sep != "/" and os.sep in path
+        or os.sep != "/"
+        and os.sep in path
         or not _HUB_ID.match(path)
     )
 

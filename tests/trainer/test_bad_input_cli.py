@@ -163,8 +163,13 @@ def test_api_checks_output_dir_before_loading(tmp_path, tiny_models, tokenizer, 
     (tmp_path / "file").write_text("x")
     args = tiny_config(tmp_path, tiny_models, output_dir=str(tmp_path / "file" / "out"))
     with pytest.raises(ValueError, match="output_dir .* regular file"):
-        LCOTrainer(tiny_models["policy"], lambda completions, **kw: [0.0] * len(completions), args, prompts,
-                   processing_class=tokenizer)
+        LCOTrainer(
+            tiny_models["policy"],
+            lambda completions, **kw: [0.0] * len(completions),
+            args,
+            prompts,
+            processing_class=tokenizer,
+        )
 
 
 def test_same_size_vocabulary_reports_the_first_differing_token(tmp_path, tiny_models, tokenizer, prompts):

@@ -92,7 +92,9 @@ def load_train_dataset(spec: str, split: str):
         try:
             loaded = load_from_disk(spec)
         except FileNotFoundError as err:
-            raise ValueError(f"dataset folder {spec!r} is not a datasets save_to_disk folder ({err})") from err
+            raise ValueError(
+                f"dataset folder {spec!r} is not a datasets save_to_disk folder ({err})"
+            ) from err
         if isinstance(loaded, DatasetDict):
             if split not in loaded:
                 raise ValueError(f"dataset_split {split!r} is not in {spec!r} (splits: {', '.join(loaded)})")

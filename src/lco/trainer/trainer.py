@@ -43,13 +43,14 @@ from ..objectives.fused import (
 )
 from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from ..objectives.reduction import masked_mean
+from ..vocabularies import vocabulary_difference
+from .checkpoints import resolve_resume_checkpoint, staged_save
 from .config import LCO_OBJECTIVES, TRL_OBJECTIVES, LCOConfig
 from .data import check_train_dataset
 from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
-from ..vocabularies import vocabulary_difference
 from .preflight import check_before_loading
 
 logger = logging.getLogger(__name__)
@@ -401,7 +402,17 @@ class LCOTrainer(GRPOTrainer):
             self.add_callback(self._step_guard)
         return monitor
 
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None):
+        # True resumes from the newest *complete* checkpoint; a given one must be complete
+        resume_from_checkpoint = resolve_resume_checkpoint(self.args.output_dir, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
     def _save_checkpoint(self, model, trial):
+        # written under a staging name and renamed into place once complete (a kill loses no checkpoint)
+        with staged_save(self, trial):
+            self._write_checkpoint(model, trial)
+
+    def _write_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self._gap_monitor is not None and self.args.should_save:
             # M(K), J(0) and the guard's lr scale continue on resume, as TRL does for its entropy controller.
