@@ -129,6 +129,7 @@ class LCOTrainer(GRPOTrainer):
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
         add_hidden_state_head(policy)
         self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
+        self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
         if args.objective == "ppo":
             hidden = policy.config.get_text_config().hidden_size
@@ -179,6 +180,7 @@ class LCOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._guard.check_rewards(rewards_per_func, self.reward_func_names, self.state.global_step)
         # Kept for the baselines that build their own advantages from the raw rewards (REINFORCE, PPO).
         self._last_rewards = rewards_per_func
         return rewards_per_func
@@ -189,7 +191,11 @@ class LCOTrainer(GRPOTrainer):
         return self.args.gradient_accumulation_steps % generate_every != 0
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        except RuntimeError as err:  # sampling from NaN/inf probabilities is a divergence, said so
+            self._guard.check_sampling_error(err, self.state.global_step, self.args.output_dir)
+            raise
         args = self.args
         input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
