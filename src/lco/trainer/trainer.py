@@ -52,6 +52,7 @@ from .guard import NonFiniteGuard
 from .heads import chunked_distribution_loss, chunked_token_stats
 from .lm_head import add_hidden_state_head, head_outputs
 from .preflight import check_before_loading
+from .value_head import attach_value_head, load_value_head, save_value_head
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -133,12 +134,8 @@ class LCOTrainer(GRPOTrainer):
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
         if args.objective == "ppo":
             hidden = policy.config.get_text_config().hidden_size
-            # The critic is a value head on the policy's final hidden states (TRL's former
-            # AutoModelForCausalLMWithValueHead); registered on the model so the optimizer, DDP
-            # and checkpoints include it.
-            policy.lco_value_head = nn.Linear(hidden, 1).to(device=policy.device, dtype=torch.float32)
-            nn.init.zeros_(policy.lco_value_head.weight)
-            nn.init.zeros_(policy.lco_value_head.bias)
+            # The critic: a value head on the policy's final hidden states, saved apart (value_head.py)
+            attach_value_head(policy, hidden)
             if args.ppo_kl_coef > 0 and "ppo_reference" not in self._aux_models:
                 self._aux_models["ppo_reference"] = self._load_frozen(policy.config._name_or_path)
         self._old_head: tuple[torch.Tensor, torch.Tensor | None] | None = None
@@ -430,6 +427,16 @@ class LCOTrainer(GRPOTrainer):
             )
             with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
                 json.dump(state, f)
+
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.objective == "ppo" and self.args.should_save:
+            save_value_head(self._value_head(), output_dir if output_dir is not None else self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.args.objective == "ppo":
+            load_value_head(self._value_head(), resume_from_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
