@@ -60,3 +60,11 @@ def test_an_empty_answer_is_called_empty_not_missing(models, jsonl, tmp_path, ca
     argv = ["--suite", "math", "--model", models["old"], "--datasets", f"math500={data}"]
     err = _error(capsys, *argv, "--out", str(tmp_path / "o"), *FAST)
     assert "record 2 has an empty 'answer' field" in err and "lacks" not in err
+
+
+def test_nonexistent_score_model_is_named(models, jsonl, tmp_path, capsys, no_model_load):
+    data = jsonl("prompts.jsonl", [{"prompt": "hi"}])
+    missing = str(tmp_path / "models" / "rm")
+    argv = ["--suite", "rm", "--model", models["old"], "--data", data, "--score-model", f"mine={missing}"]
+    err = _error(capsys, *argv, "--out", str(tmp_path / "o"), *FAST)
+    assert "--score-model mine" in err and missing in err

@@ -193,6 +193,13 @@ def _validate(args: argparse.Namespace) -> None:
         check_model_path(path, flag)
     if args.policy == "pistar":
         check_model_path(args.ref_model, "--ref-model")
+    if args.suite == "rm":
+        from .reward_models import parse_named_paths
+
+        for name, path in parse_named_paths(args.score_model, "--score-model"):
+            check_model_path(path, f"--score-model {name}")
+    if args.suite == "judge" and args.judge_model:
+        check_model_path(args.judge_model, "--judge-model")
 
 
 def _common_config(args: argparse.Namespace) -> dict[str, Any]:
