@@ -43,7 +43,9 @@ def greedy_accuracy(model, tokenizer, rows) -> float:
         for start in range(0, len(rows), 50):
             batch = rows[start : start + 50]
             inputs = tokenizer([p.prompt for p in batch], return_tensors="pt", padding=True)
-            out = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                **inputs, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
             texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             correct += sum(math_reward(t, str(p.answer)) > 0 for t, p in zip(texts, batch, strict=True))
     model.train()

@@ -431,7 +431,9 @@ class LCOTrainer(GRPOTrainer):
     def _save(self, output_dir=None, state_dict=None):
         super()._save(output_dir, state_dict)
         if self.args.objective == "ppo" and self.args.should_save:
-            save_value_head(self._value_head(), output_dir if output_dir is not None else self.args.output_dir)
+            save_value_head(
+                self._value_head(), output_dir if output_dir is not None else self.args.output_dir
+            )
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
