@@ -151,3 +151,12 @@ def test_a_corrupt_torch_member_is_found(tmp_path):
     save_file({"w": torch.ones(3)}, tmp_path / "model.safetensors")
     problem = checkpoint_problem(str(tmp_path))
     assert problem is not None and "optimizer.pt is truncated or corrupt" in problem and "CRC" in problem
+
+
+def test_sharded_deepspeed_weights_count_as_weights(tmp_path):
+    """A ZeRO checkpoint keeps its weights under global_stepN/, not in model.safetensors."""
+    (tmp_path / "trainer_state.json").write_text("{}")
+    (tmp_path / "global_step5").mkdir()
+    assert checkpoint_problem(str(tmp_path)) is None
+    (tmp_path / "global_step5").rmdir()
+    assert "holds no model weights" in checkpoint_problem(str(tmp_path))

@@ -37,6 +37,9 @@ _WEIGHT_FILES = (
     "adapter_model.bin",
 )
 
+# DeepSpeed (global_stepN/) and FSDP (pytorch_model_fsdp_0/, …) keep sharded weights of their own
+_SHARDED_WEIGHTS = ("global_step", "pytorch_model_fsdp", "model_fsdp")
+
 
 class IncompleteCheckpointError(ValueError):
     """A checkpoint folder that cannot be resumed from; the message names the file."""
@@ -144,7 +147,7 @@ def checkpoint_problem(folder: str) -> str | None:
     files = set(os.listdir(folder))
     if _STATE_FILE not in files:
         return f"{os.path.join(folder, _STATE_FILE)} is missing (the save was interrupted)"
-    if not files.intersection(_WEIGHT_FILES):
+    if not files.intersection(_WEIGHT_FILES) and not any(f.startswith(_SHARDED_WEIGHTS) for f in files):
         return f"{folder} holds no model weights ({' / '.join(_WEIGHT_FILES[:3])} missing)"
     for name in sorted(files):
         path = os.path.join(folder, name)
