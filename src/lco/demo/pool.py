@@ -123,8 +123,9 @@ def die_with_parent(parent_pid: int) -> None:
 
     A worker of a killed demo would otherwise keep training and publishing stages nobody waits for
     (with the resource tracker, ≈ 1.4 GB measured after a ``kill -9`` of ``lco demo``). Linux:
-    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere: a daemon thread that polls the parent id (reparenting changes it) — it also covers the parent dying before the
-    prctl call, and a spawning *thread* ending, which the kernel signal is tied to.
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere: a daemon thread that polls the parent id
+    (reparenting changes it) — it also covers the parent dying before the prctl call, and a
+    spawning *thread* ending, which the kernel signal is tied to.
     """
     if sys.platform.startswith("linux"):
         try:
