@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_beta, check_choice
+from ..vocabularies import vocabulary_difference
 from .pistar import PiStarLogitsProcessor
 
 POLICIES = ("checkpoint", "pistar", "rm")
@@ -111,11 +112,9 @@ def check_same_vocabulary(named_tokenizers: list[tuple[str, object]]) -> None:
     for flag, tok in named_tokenizers[1:]:
         vocab = tok.get_vocab()
         if vocab != ref_vocab:
-            not_shared = len(set(vocab.items()) ^ set(ref_vocab.items()))
             raise ValueError(
-                f"{flag} and {ref_flag} have different vocabularies ({len(vocab)} vs {len(ref_vocab)} tokens, "
-                f"{not_shared} (token, id) pairs not shared); --policy pistar needs the same tokenizer in all "
-                "three models"
+                f"{flag} and {ref_flag} have different vocabularies ({vocabulary_difference(vocab, ref_vocab)}); "
+                "--policy pistar needs the same tokenizer in all three models"
             )
 
 

@@ -62,12 +62,16 @@ from ..objectives.heads import chunked_distribution_loss, chunked_token_stats, h
 from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from ..objectives.reduction import masked_mean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
+from ..vocabularies import vocabulary_difference
 from .anchor import PolicyAnchor
+from .checkpoints import resolve_resume_checkpoint, staged_save
 from .config import LCOConfig
 from .data import check_train_dataset
 from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
 from .hidden_state_forward import add_hidden_state_head, head_outputs
+from .preflight import check_before_loading
+from .value_head import attach_value_head, load_value_head, save_value_head
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -109,6 +113,7 @@ class LCOTrainer(GRPOTrainer):
         check_train_dataset(train_dataset)
         self._spec = OBJECTIVE_SPECS[args.objective]
         self._advantage = ADVANTAGE_SPECS[args.advantage]
+        check_before_loading(args, model, auxiliary_model_paths(args))
         if reward_funcs is None:
             if not (self._spec.uses_advantage and self._advantage.uses_outcome_reward):
                 reward_funcs = []  # rewards are then only logged if the user passes some
@@ -155,6 +160,7 @@ class LCOTrainer(GRPOTrainer):
         self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
         # Tokens per chunk of every head path: the user's, else the fused loss's measured default.
         self._chunk_size = args.head_chunk_size or default_chunk_size(self._policy_vocab)
+        self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
         self._anchor: PolicyAnchor | None = None
         if anchor is not None:
@@ -167,12 +173,8 @@ class LCOTrainer(GRPOTrainer):
             self.add_callback(self._anchor)
         if self._spec.needs_values:
             hidden = policy.config.get_text_config().hidden_size
-            # The critic is a value head on the policy's final hidden states (TRL's former
-            # AutoModelForCausalLMWithValueHead); registered on the model so the optimizer, DDP
-            # and checkpoints include it.
-            policy.lco_value_head = nn.Linear(hidden, 1).to(device=policy.device, dtype=torch.float32)
-            nn.init.zeros_(policy.lco_value_head.weight)
-            nn.init.zeros_(policy.lco_value_head.bias)
+            # The critic: a value head on the policy's final hidden states, saved apart (value_head.py)
+            attach_value_head(policy, hidden)
         if self._spec.needs_reference and args.ppo_kl_coef > 0 and "ppo_reference" not in self._aux_models:
             self._aux_models["ppo_reference"] = self._load_frozen(policy.config._name_or_path)
         self._dynamics_norms: dict[str, float] = {}
@@ -227,6 +229,7 @@ class LCOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._guard.check_rewards(rewards_per_func, self.reward_func_names, self.state.global_step)
         # Kept for the baselines that build their own advantages from the raw rewards (REINFORCE, PPO).
         self._last_rewards = rewards_per_func
         return rewards_per_func
@@ -242,7 +245,11 @@ class LCOTrainer(GRPOTrainer):
         Heads travel with the batch as ``<role>_head``: one ``(weight, bias)`` reference per completion
         (all the same tensors), because TRL shuffles and splits every batch value along its first axis.
         """
-        output = super()._generate_and_score_completions(inputs)
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        except RuntimeError as err:  # sampling from NaN/inf probabilities is a divergence, said so
+            self._guard.check_sampling_error(err, self.state.global_step, self.args.output_dir)
+            raise
         args = self.args
         input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
@@ -470,7 +477,17 @@ class LCOTrainer(GRPOTrainer):
             self.add_callback(self._step_guard)
         return monitor
 
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None):
+        # True resumes from the newest *complete* checkpoint; a given one must be complete
+        resume_from_checkpoint = resolve_resume_checkpoint(self.args.output_dir, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
     def _save_checkpoint(self, model, trial):
+        # written under a staging name and renamed into place once complete (a kill loses no checkpoint)
+        with staged_save(self, trial):
+            self._write_checkpoint(model, trial)
+
+    def _write_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self._gap_monitor is not None and self.args.should_save:
             # M(K), J(0) and the guard's lr scale continue on resume, as TRL does for its entropy controller.
@@ -485,6 +502,18 @@ class LCOTrainer(GRPOTrainer):
         if self._anchor is not None and self.args.should_save:
             step_folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             self._anchor.save(os.path.join(self._get_output_dir(trial=trial), step_folder))
+
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self._spec.needs_values and self.args.should_save:
+            save_value_head(
+                self._value_head(), output_dir if output_dir is not None else self.args.output_dir
+            )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self._spec.needs_values:
+            load_value_head(self._value_head(), resume_from_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -709,6 +738,6 @@ def check_vocabularies(policy_tokenizer, paths: dict[str, str]) -> None:
         if other.get_vocab() != policy_vocab:
             raise ValueError(
                 f"the {role} model at {path} has a different vocabulary than the policy's tokenizer "
-                f"({len(other)} vs {len(tokenizer)} tokens); LCO's dense advantages compare distributions token "
-                "by token, so every model must share the policy's tokenizer"
+                f"({vocabulary_difference(other.get_vocab(), policy_vocab)}); LCO's dense advantages compare "
+                "distributions token by token, so every model must share the policy's tokenizer"
             )
