@@ -27,15 +27,15 @@ from .warmup import on_accelerator, progress_callback
 HELD_OUT_FRACTION = 0.1  # of the pairs, to measure φ_DPO's preference accuracy
 
 
-def sample_preference_pairs(
-    policy_path: str, task: TaskSettings, settings: RewardModelSettings, seed: int = 0
-) -> tuple[list[dict], dict]:
-    """(pairs, stats): verifier-labelled ``{"prompt", "chosen", "rejected"}`` pairs from π_0's samples."""
+PAIR_SOURCES = ("policy", "reference")  # whose samples are labelled: π_0's, φ_ref's
+
+
+def sample_completions(model_path: str, problems, settings: RewardModelSettings, seed: int = 0) -> list[list[str]]:
+    """``settings.samples_per_prompt`` completions of each problem's prompt, sampled from a checkpoint."""
     from ..eval.generation import DecodingConfig, TransformersGenerator, encode_prompts
     from ..eval.policies import load_policy
 
-    problems = generate_splits(**vars(task))["train"][: settings.pair_prompts]
-    policy = load_policy("checkpoint", policy_path, device="auto", dtype="float32")
+    policy = load_policy("checkpoint", model_path, device="auto", dtype="float32")
     generator = TransformersGenerator(policy, batch_size=256)
     decoding = DecodingConfig(
         temperature=settings.sample_temperature,
@@ -45,19 +45,52 @@ def sample_preference_pairs(
     )
     prompt_ids = encode_prompts(policy.tokenizer, [p.prompt for p in problems], chat_template="off")
     samples = generator.generate(prompt_ids, decoding, seed=seed, desc="sampling pairs")
-    rng = random.Random(seed)
-    pairs, correct, total = [], 0, 0
-    for problem, completions in zip(problems, samples, strict=True):
-        texts = list(dict.fromkeys(c.text for c in completions))  # distinct completions
-        good = [t for t in texts if is_correct(t, str(problem.answer))]
-        bad = [t for t in texts if t not in good]
-        correct += sum(is_correct(c.text, str(problem.answer)) for c in completions)
-        total += len(completions)
+    return [[c.text for c in completions] for completions in samples]
+
+
+def label_pairs(
+    problems, samples: list[list[str]], max_pairs: int, reference_chosen: bool, rng: random.Random
+) -> list[dict]:
+    """Verifier-labelled ``{"prompt", "chosen", "rejected"}`` pairs: per problem, up to ``max_pairs``
+    (correct, incorrect) combinations of its distinct completions. With ``reference_chosen`` the
+    reference solution counts as one more correct completion, so that a prompt whose samples are all
+    wrong — the prompts the policy most needs to learn — still yields pairs."""
+    pairs = []
+    for problem, texts in zip(problems, samples, strict=True):
+        distinct = list(dict.fromkeys([*texts, problem.solution] if reference_chosen else texts))
+        good = [t for t in distinct if is_correct(t, str(problem.answer))]
+        bad = [t for t in distinct if t not in good]
         combos = [(g, b) for g in good for b in bad]
         rng.shuffle(combos)
-        for chosen, rejected in combos[: settings.max_pairs_per_prompt]:
+        for chosen, rejected in combos[:max_pairs]:
             pairs.append({"prompt": problem.prompt, "chosen": chosen, "rejected": rejected})
-    stats = {"prompts": len(problems), "samples": total, "sample_accuracy": correct / max(total, 1)}
+    return pairs
+
+
+def sample_preference_pairs(
+    model_paths: dict[str, str], task: TaskSettings, settings: RewardModelSettings, seed: int = 0
+) -> tuple[list[dict], dict]:
+    """(pairs, stats): verifier-labelled pairs from the samples of the models in
+    ``settings.pair_sources`` (``model_paths`` maps a source name to its checkpoint)."""
+    for source in settings.pair_sources:
+        if source not in PAIR_SOURCES:
+            raise ValueError(f"pair_sources must name {' or '.join(PAIR_SOURCES)}, got {source!r}")
+    problems = generate_splits(**vars(task))["train"][: settings.pair_prompts]
+    samples: list[list[str]] = [[] for _ in problems]
+    stats: dict = {"prompts": len(problems), "sample_accuracy_by_source": {}}
+    for source in settings.pair_sources:
+        drawn = sample_completions(model_paths[source], problems, settings, seed)
+        correct = sum(is_correct(t, str(p.answer)) for p, texts in zip(problems, drawn) for t in texts)
+        stats["sample_accuracy_by_source"][source] = correct / max(sum(len(t) for t in drawn), 1)
+        for row, texts in zip(samples, drawn, strict=True):
+            row.extend(texts)
+    stats["samples"] = sum(len(t) for t in samples)
+    # the report's "sample accuracy of the warm-up policy": π_0's when it was sampled
+    by_source = stats["sample_accuracy_by_source"]
+    stats["sample_accuracy"] = by_source.get("policy", next(iter(by_source.values())))
+    pairs = label_pairs(
+        problems, samples, settings.max_pairs_per_prompt, settings.reference_chosen, random.Random(seed)
+    )
     stats["pairs"] = len(pairs)
     return pairs, stats
 
@@ -76,7 +109,9 @@ def train_reward_model(
     from trl import DPOConfig, DPOTrainer
 
     out_dir = Path(out_dir)
-    pairs, stats = sample_preference_pairs(policy_path, task, settings)
+    pairs, stats = sample_preference_pairs(
+        {"policy": policy_path, "reference": reference_path}, task, settings
+    )
     if len(pairs) < 2:  # one to train on, one held out
         raise RuntimeError(
             f"only {len(pairs)} preference pairs: the warmed-up policy's samples are almost all correct or "
@@ -94,6 +129,7 @@ def train_reward_model(
         output_dir=str(out_dir / "trainer"),
         beta=settings.beta,
         loss_type=list(settings.loss_type),
+        loss_weights=list(settings.loss_weights) if settings.loss_weights else None,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,

@@ -71,11 +71,14 @@ class RewardModelSettings:
     train prompt, a correct completion is *chosen* and an incorrect one *rejected*."""
 
     pair_prompts: int = 1500
+    pair_sources: tuple[str, ...] = ("policy",)  # whose samples are labelled: "policy" (π_0), "reference" (φ_ref)
     samples_per_prompt: int = 4
     sample_temperature: float = 1.0
     max_pairs_per_prompt: int = 2
+    reference_chosen: bool = False  # the reference solution also counts as a correct completion
     beta: float = 0.1  # TRL's DPOConfig default
     loss_type: tuple[str, ...] = ("sigmoid",)  # TRL's DPOConfig default: plain DPO
+    loss_weights: tuple[float, ...] = ()  # one per loss type; empty: TRL's equal weights
     learning_rate: float = 1e-4
     epochs: int = 1
     batch_size: int = 32
