@@ -210,6 +210,60 @@ def dense_advantage_check(dpo_path: str, ref_path: str, task: TaskSettings, prob
     }
 
 
+GATE_MODELS = ("warmup", "phi_ref", "phi_dpo", "pistar")
+
+
+def reward_model_gate(warmup: float, phi_ref: float, phi_dpo: float, pistar: float) -> dict:
+    """Is φ_DPO a reward model of the paper's kind? Table 1 orders φ_DPO > π* > SFT: DPO improves
+    on its reference, and π* (eq. 6 with the eq. 13 advantage) improves on the policy it tilts.
+
+    Takes the greedy test pass@1 of π_0 (``warmup``), φ_ref, φ_DPO and π*(β) around π_0; ``met`` is
+    φ_DPO > φ_ref and π* > π_0. When it is not met, the dense advantage log φ_DPO − log φ_ref does
+    not point towards better answers, and the LCO rows that use it test LCO on a failed reward model.
+    """
+    values = {"warmup": warmup, "phi_ref": phi_ref, "phi_dpo": phi_dpo, "pistar": pistar}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a pass@1 in [0, 1], got {value!r}")
+    return {**{k: float(v) for k, v in values.items()}, "met": phi_dpo > phi_ref and pistar > warmup}
+
+
+def measure_gate(
+    out_dir: Path,
+    policy_path: str,
+    reference_path: str,
+    dpo_path: str,
+    task: TaskSettings,
+    problems: int,
+    beta: float,
+    progress=None,
+) -> Path:
+    """Greedy pass@1 of π_0, φ_ref, φ_DPO and π*(β) around π_0 on the first ``problems`` test
+    problems, and the gate's verdict (:func:`reward_model_gate`); writes ``gate.json``."""
+    from .evaluate import greedy_pass_at_one
+
+    policies = {
+        "warmup": {"kind": "checkpoint", "model": policy_path},
+        "phi_ref": {"kind": "checkpoint", "model": reference_path},
+        "phi_dpo": {"kind": "checkpoint", "model": dpo_path},
+        "pistar": {
+            "kind": "pistar",
+            "model": policy_path,
+            "reward_model": dpo_path,
+            "ref_model": reference_path,
+            "beta": beta,
+        },
+    }
+    accuracy = {}
+    for name in GATE_MODELS:
+        accuracy[name] = greedy_pass_at_one(policies[name], task, problems)
+        if progress is not None:
+            progress(1)
+    gate = {**reward_model_gate(**accuracy), "test_problems": problems, "pistar_beta": beta}
+    (Path(out_dir) / "gate.json").write_text(json.dumps(gate, indent=1))
+    return Path(out_dir) / "gate.json"
+
+
 def dpo_steps(settings: RewardModelSettings, expected_pairs: int) -> int:
     """Roughly how many optimizer steps DPO will take (for the progress bar only)."""
     train_pairs = expected_pairs - max(1, int(expected_pairs * HELD_OUT_FRACTION))
