@@ -9,6 +9,9 @@ appended to ``OUT/trials.jsonl``::
 
     OMP_NUM_THREADS=1 python scripts/rm_gate_experiment.py --out /tmp/rmg/out \\
         --name lr3e-4 --set learning_rate=3e-4 --set 'loss_type=["sigmoid","sft"]'
+
+Overrides apply to the demo's *current* default ``RewardModelSettings``; each line records the full
+settings it ran with. docs/rm_gate_trials.md holds the measured table.
 """
 
 from __future__ import annotations
@@ -58,8 +61,12 @@ def main() -> None:
         base = json.loads(base_file.read_text())
     else:
         base = {
-            "warmup": greedy_pass_at_one({"kind": "checkpoint", "model": policy}, settings.task, args.problems),
-            "phi_ref": greedy_pass_at_one({"kind": "checkpoint", "model": phi_ref}, settings.task, args.problems),
+            "warmup": greedy_pass_at_one(
+                {"kind": "checkpoint", "model": policy}, settings.task, args.problems
+            ),
+            "phi_ref": greedy_pass_at_one(
+                {"kind": "checkpoint", "model": phi_ref}, settings.task, args.problems
+            ),
         }
         base_file.write_text(json.dumps(base))
 
@@ -69,13 +76,16 @@ def main() -> None:
     start = time.time()
     phi_dpo = train_reward_model(trial_dir, policy, phi_ref, settings.task, rm)
     rm_seconds = time.time() - start
-    phi_dpo_acc = greedy_pass_at_one({"kind": "checkpoint", "model": str(phi_dpo)}, settings.task, args.problems)
+    phi_dpo_acc = greedy_pass_at_one(
+        {"kind": "checkpoint", "model": str(phi_dpo)}, settings.task, args.problems
+    )
     pistar = {"kind": "pistar", "model": policy, "reward_model": str(phi_dpo), "ref_model": phi_ref}
     pistar_acc = greedy_pass_at_one({**pistar, "beta": args.pistar_beta}, settings.task, args.problems)
     info = json.loads((trial_dir / "rm.json").read_text())
     row = {
         "name": args.name,
         "overrides": args.set,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(rm).items()},
         "rm_seconds": round(rm_seconds, 1),
         "pairs": info["pairs"],
         "held_out_accuracy": info["held_out_accuracy"],

@@ -16,10 +16,17 @@ from lco.tasks.arithmetic import generate_splits
     "warmup, phi_ref, phi_dpo, pistar",
     list(itertools.product((0.35,), (0.5, 0.565), (0.5, 0.565, 0.6), (0.285, 0.35, 0.4))),
 )
-def test_gate_is_met_iff_dpo_beats_its_reference_and_pistar_beats_the_policy(warmup, phi_ref, phi_dpo, pistar):
+def test_gate_is_met_iff_dpo_beats_its_reference_and_pistar_beats_the_policy(
+    warmup, phi_ref, phi_dpo, pistar
+):
     gate = reward_model_gate(warmup=warmup, phi_ref=phi_ref, phi_dpo=phi_dpo, pistar=pistar)
     assert gate["met"] is ((phi_dpo > phi_ref) and (pistar > warmup))
-    assert (gate["warmup"], gate["phi_ref"], gate["phi_dpo"], gate["pistar"]) == (warmup, phi_ref, phi_dpo, pistar)
+    assert (gate["warmup"], gate["phi_ref"], gate["phi_dpo"], gate["pistar"]) == (
+        warmup,
+        phi_ref,
+        phi_dpo,
+        pistar,
+    )
 
 
 def test_gate_on_the_numbers_measured_on_main_is_not_met():

@@ -1,12 +1,17 @@
 """Stage 2 — the DPO reward model φ_DPO (§5, "Training Details"; Zhong et al., 2024).
 
-1. Sample completions of train prompts from the warmed-up policy π_0.
+1. Sample completions of train prompts from the warmed-up policy π_0 (and, if asked, from φ_ref).
 2. Label them with the verifier (math-verify): per prompt, a correct completion is *chosen* and an
-   incorrect one *rejected* — the paper's pairs are labelled the same way, by correctness.
-3. Train φ_DPO from φ_ref (the larger warmed-up model) with TRL's ``DPOTrainer``, one epoch.
+   incorrect one *rejected* — the paper's pairs are labelled the same way, by correctness. The
+   reference solution may count as one more correct completion.
+3. Train φ_DPO from φ_ref (the more trained warm-up checkpoint) with TRL's ``DPOTrainer``, with the
+   loss types of :class:`~lco.demo.settings.RewardModelSettings` (by default DPO + NLL on the chosen).
+4. The gate (:func:`measure_gate`): is φ_DPO a reward model of the paper's kind — greedy test pass@1
+   φ_DPO > φ_ref and π* > π_0, the ordering of Table 1 — before any RL run uses it.
 
 Output (on disk): ``pairs.jsonl``, ``phi_dpo/`` (a causal LM like any other), ``rm.json`` (pair
-counts, held-out preference accuracy, training log). φ_ref itself is the reference warm-up's model.
+counts, held-out preference accuracy, training log); the gate's stage writes ``gate.json``. φ_ref
+itself is the reference warm-up's model.
 
 The dense advantage of LCO is then A(s_t, a) = log φ_DPO(a|s_t) − log φ_ref(a|s_t) (eq. 13);
 :class:`DPOSequenceReward` sums it over a completion for the methods that want one scalar reward.
@@ -30,7 +35,9 @@ HELD_OUT_FRACTION = 0.1  # of the pairs, to measure φ_DPO's preference accuracy
 PAIR_SOURCES = ("policy", "reference")  # whose samples are labelled: π_0's, φ_ref's
 
 
-def sample_completions(model_path: str, problems, settings: RewardModelSettings, seed: int = 0) -> list[list[str]]:
+def sample_completions(
+    model_path: str, problems, settings: RewardModelSettings, seed: int = 0
+) -> list[list[str]]:
     """``settings.samples_per_prompt`` completions of each problem's prompt, sampled from a checkpoint."""
     from ..eval.generation import DecodingConfig, TransformersGenerator, encode_prompts
     from ..eval.policies import load_policy
@@ -80,7 +87,9 @@ def sample_preference_pairs(
     stats: dict = {"prompts": len(problems), "sample_accuracy_by_source": {}}
     for source in settings.pair_sources:
         drawn = sample_completions(model_paths[source], problems, settings, seed)
-        correct = sum(is_correct(t, str(p.answer)) for p, texts in zip(problems, drawn) for t in texts)
+        correct = sum(
+            is_correct(t, str(p.answer)) for p, texts in zip(problems, drawn, strict=True) for t in texts
+        )
         stats["sample_accuracy_by_source"][source] = correct / max(sum(len(t) for t in drawn), 1)
         for row, texts in zip(samples, drawn, strict=True):
             row.extend(texts)
