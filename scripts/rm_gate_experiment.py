@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=200, help="first test problems to evaluate")
     parser.add_argument("--pistar-beta", type=float, default=1.0)
     args = parser.parse_args()
+    if not args.name or "/" in args.name or args.name in (".", ".."):
+        raise ValueError(f"--name must be a plain folder name, got {args.name!r}")  # it names OUT/trials/NAME
 
     out = Path(args.out)
     settings = profile_settings("default")
