@@ -1,7 +1,7 @@
 """The demo's recipe: the paper's experiment (§5–§6) in miniature, read top to bottom in :func:`run_demo`.
 
-    task → warm-up (π_0 and φ_ref) → reward model φ_DPO → RL (every method × seed [× lr])
-         → evaluation (pass@1, test and hard splits) → report
+    task → warm-up (π_0 and φ_ref) → reward model φ_DPO → its gate (φ_DPO > φ_ref, π* > π_0?)
+         → RL (every method × seed [× lr]) → evaluation (pass@1, test and hard splits) → report
 
 Each stage is a function with plain inputs whose outputs are files under ``OUT/stages/<name>/``,
 cached under a key of its inputs (:mod:`lco.demo.cache`): a second run reuses what is finished, a
