@@ -73,3 +73,39 @@ def test_reference_chosen_gives_pairs_to_prompts_whose_samples_are_all_wrong():
     assert {pair["chosen"] for pair in pairs} == {p.solution for p in problems}
     # at most max_pairs per prompt
     assert len(label_pairs(problems, wrong, max_pairs=1, reference_chosen=True, rng=rng)) == len(problems)
+
+
+def _gate(**values):
+    return {**reward_model_gate(**values), "test_problems": 200, "pistar_beta": 1.0}
+
+
+def test_a_failed_gate_is_logged_and_printed_and_a_met_one_is_silent(capsys, caplog):
+    from lco.demo.recipe import announce_failed_gate
+
+    with caplog.at_level("WARNING", logger="lco.demo.recipe"):
+        announce_failed_gate(_gate(warmup=0.35, phi_ref=0.565, phi_dpo=0.5, pistar=0.285))
+    assert "REWARD MODEL GATE NOT MET" in capsys.readouterr().out
+    assert any("REWARD MODEL GATE NOT MET" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    announce_failed_gate(_gate(warmup=0.35, phi_ref=0.565, phi_dpo=0.785, pistar=0.46))
+    announce_failed_gate(None)  # no reward model in this run: nothing to gate
+    assert capsys.readouterr().out == "" and not caplog.records
+
+
+def test_record_gate_adds_the_four_numbers_and_met_to_results_json(tmp_path):
+    import json
+
+    from lco.demo.recipe import record_gate
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"profile": "quick", "table": {}}))
+    record_gate(path, _gate(warmup=0.35, phi_ref=0.565, phi_dpo=0.785, pistar=0.46))
+    results = json.loads(path.read_text())
+    assert results["profile"] == "quick"  # the report's keys are kept
+    assert results["reward_model_gate"] == {
+        "warmup": 0.35,
+        "phi_ref": 0.565,
+        "phi_dpo": 0.785,
+        "pistar": 0.46,
+        "met": True,
+    }

@@ -233,16 +233,22 @@ def gate_reward_model(
     )
     _run_stages(pool, [(stage, job)], "reward-model gate")
     gate = json.loads((stage.path / "gate.json").read_text())
-    if not gate["met"]:
-        message = (
-            "REWARD MODEL GATE NOT MET: greedy test pass@1 "
-            f"π_0 {gate['warmup']:.1%}, φ_ref {gate['phi_ref']:.1%}, φ_DPO {gate['phi_dpo']:.1%}, "
-            f"π*(β={gate['pistar_beta']:g}) {gate['pistar']:.1%}; the paper's Table 1 has φ_DPO > φ_ref "
-            "and π* > π_0. The dense-DPO LCO rows below are run on a failed reward model."
-        )
-        logger.warning(message)
-        print(f"\n!!! {message}\n", flush=True)
+    announce_failed_gate(gate)
     return gate
+
+
+def announce_failed_gate(gate: dict | None) -> None:
+    """Log and print a warning when the reward-model gate is not met (nothing otherwise)."""
+    if gate is None or gate["met"]:
+        return
+    message = (
+        "REWARD MODEL GATE NOT MET: greedy test pass@1 "
+        f"π_0 {gate['warmup']:.1%}, φ_ref {gate['phi_ref']:.1%}, φ_DPO {gate['phi_dpo']:.1%}, "
+        f"π*(β={gate['pistar_beta']:g}) {gate['pistar']:.1%}; the paper's Table 1 has φ_DPO > φ_ref "
+        "and π* > π_0. The dense-DPO LCO rows are run on a failed reward model."
+    )
+    logger.warning(message)
+    print(f"\n!!! {message}\n", flush=True)
 
 
 def record_gate(results_path: Path, gate: dict | None) -> None:
@@ -407,6 +413,7 @@ def run_demo(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
             evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
     paths = write_report(out, settings, runs, warmup=warmup, rm=rm, clock=clock.seconds)
     record_gate(paths["results"], gate)
+    announce_failed_gate(gate)  # again after the report, where the table is read
     return paths
 
 
