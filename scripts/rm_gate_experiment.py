@@ -46,12 +46,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="NAME=JSON reward-model setting override")
     parser.add_argument("--problems", type=int, default=200, help="first test problems to evaluate")
     parser.add_argument("--pistar-beta", type=float, default=1.0)
+    parser.add_argument("--init-seed", type=int, default=0, help="the warm-up model's initialisation seed")
     args = parser.parse_args()
     if not args.name or "/" in args.name or args.name in (".", ".."):
         raise ValueError(f"--name must be a plain folder name, got {args.name!r}")  # it names OUT/trials/NAME
 
     out = Path(args.out)
     settings = profile_settings("default")
+    settings = replace(settings, policy=replace(settings.policy, init_seed=args.init_seed))
     rm = replace(settings.reward_model, **dict(parse_override(o) for o in args.set))
     with WorkerPool(1) as pool:
         warmup = warm_up(pool, out, settings, _versions())
@@ -96,6 +98,7 @@ def main() -> None:
         "phi_dpo": phi_dpo_acc,
         "pistar": pistar_acc,
         "pistar_beta": args.pistar_beta,
+        "init_seed": args.init_seed,
         "met": phi_dpo_acc > base["phi_ref"] and pistar_acc > base["warmup"],
     }
     with open(out / "trials.jsonl", "a") as f:
