@@ -1,6 +1,6 @@
 """Search for a reward-model recipe that passes the demo's gate (issue 12): on the test split, greedy
 pass@1 must order φ_DPO > φ_ref and π*(β = 1) > π_0, as Table 1 of "Stabilizing Policy Optimization
-via Logits Convexity" orders φ_DPO > π* > SFT.
+via Logits Convexity" (Chen et al., arXiv:2603.00963) orders φ_DPO > π* > SFT.
 
 Each trial re-trains only φ_DPO (the demo's own :func:`lco.demo.reward_model.train_reward_model`)
 from the default warm-up, which is built once and cached like the demo's own stage, and measures
