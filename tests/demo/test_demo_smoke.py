@@ -120,3 +120,22 @@ def test_rerun_reuses_finished_stages_and_rebuilds_a_corrupted_one(quick_demo):
     rebuilt = {p.relative_to(stages).as_posix() for p in done_after if done_after[p] != done_before.get(p)}
     # the corrupted run and its evaluation (its input changed) are rebuilt; nothing else
     assert rebuilt == {"rl/grpo-s0-lr0.0001", "eval/grpo-s0-lr0.0001"}
+
+
+@pytest.mark.slow
+def test_reward_model_gate_is_measured_before_rl_and_recorded(quick_demo):
+    out, proc = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    gate = results["reward_model_gate"]
+    assert set(gate) == {"warmup", "phi_ref", "phi_dpo", "pistar", "met"}
+    assert all(0.0 <= gate[k] <= 1.0 for k in ("warmup", "phi_ref", "phi_dpo", "pistar"))
+    assert gate["met"] is (gate["phi_dpo"] > gate["phi_ref"] and gate["pistar"] > gate["warmup"])
+    # π_0's gate value is the greedy test pass@1 that the evaluation stage measures on its own
+    warmup_run = next(r for r in results["runs"] if r["method"] == "warmup")
+    assert gate["warmup"] == warmup_run["splits"]["test"]["greedy_pass@1"]
+    # measured before any RL run was trained
+    stages = out / "stages"
+    gate_done = (stages / "reward-model-gate" / "DONE").stat().st_mtime_ns
+    assert all(gate_done < p.stat().st_mtime_ns for p in (stages / "rl").rglob("DONE"))
+    if not gate["met"]:
+        assert "REWARD MODEL GATE NOT MET" in proc.stdout

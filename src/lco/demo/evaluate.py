@@ -116,3 +116,25 @@ def evaluate_policy(
                     progress(1)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return out_dir / "metrics.json"
+
+
+def greedy_pass_at_one(policy: dict, task: TaskSettings, problems: int, batch_size: int = 128) -> float:
+    """Greedy pass@1 of ``policy`` (as :func:`evaluate_policy` takes it) on the first ``problems``
+    test problems — the decoding the reward-model gate compares (Table 1's ordering)."""
+    from ..eval.generation import DecodingConfig, build_generator, encode_prompts
+
+    test = generate_splits(**vars(task))["test"][:problems]
+    generator = build_generator(
+        policy["kind"],
+        model=policy.get("model"),
+        reward_model=policy.get("reward_model"),
+        ref_model=policy.get("ref_model"),
+        beta=policy.get("beta", 1.0),
+        device="auto",
+        dtype="float32",
+        batch_size=batch_size,
+    )
+    prompt_ids = encode_prompts(generator.tokenizer, [p.prompt for p in test], chat_template="off")
+    completions = generator.generate(prompt_ids, DecodingConfig(greedy=True, max_new_tokens=16), seed=0)
+    correct = sum(is_correct(c[0].text, str(p.answer)) for c, p in zip(completions, test, strict=True))
+    return correct / len(test)

@@ -1,7 +1,7 @@
 """The demo's recipe: the paper's experiment (§5–§6) in miniature, read top to bottom in :func:`run_demo`.
 
-    task → warm-up (π_0 and φ_ref) → reward model φ_DPO → RL (every method × seed [× lr])
-         → evaluation (pass@1, test and hard splits) → report
+    task → warm-up (π_0 and φ_ref) → reward model φ_DPO → its gate (φ_DPO > φ_ref, π* > π_0?)
+         → RL (every method × seed [× lr]) → evaluation (pass@1, test and hard splits) → report
 
 Each stage is a function with plain inputs whose outputs are files under ``OUT/stages/<name>/``,
 cached under a key of its inputs (:mod:`lco.demo.cache`): a second run reuses what is finished, a
@@ -13,6 +13,7 @@ Independent stages (the RL runs, the evaluations) run side by side on
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -24,7 +25,10 @@ from ..tasks.arithmetic import generate_splits
 from .cache import Stage, remove_leftovers
 from .methods import METHODS, Method, resolve_methods
 from .pool import Job, WorkerPool
+from .reward_model import GATE_MODELS
 from .settings import DemoSettings
+
+logger = logging.getLogger(__name__)
 
 # Bump when a stage's code changes what it writes: every cached stage is then rebuilt.
 STAGE_FORMAT = 2
@@ -184,7 +188,10 @@ def reward_model(pool: WorkerPool, out: Path, settings: DemoSettings, warmup: St
     )
     from .reward_model import dpo_steps
 
-    expected_pairs = rm.pair_prompts * rm.max_pairs_per_prompt // 2  # for the bar only
+    # for the bar only: on the default warm-up ~88 % of the possible pairs form when the reference
+    # solution counts as chosen (every prompt with a wrong sample), ~42 % when it does not
+    share = 0.9 if rm.reference_chosen else 0.5
+    expected_pairs = int(rm.pair_prompts * rm.max_pairs_per_prompt * share)
     job = _job(
         stage,
         "lco.demo.reward_model:train_reward_model",
@@ -196,6 +203,62 @@ def reward_model(pool: WorkerPool, out: Path, settings: DemoSettings, warmup: St
     )
     _run_stages(pool, [(stage, job)], "reward model (DPO)")
     return stage
+
+
+def gate_reward_model(
+    pool: WorkerPool, out: Path, settings: DemoSettings, warmup: Stage, rm: Stage, versions: dict
+) -> dict:
+    """Stage 2b: is φ_DPO a reward model of the paper's kind (φ_DPO > φ_ref and π* > π_0, greedy test
+    pass@1)? Measured before any RL run, and announced loudly when it fails."""
+    stage = Stage(
+        out,
+        "reward-model-gate",
+        {
+            "stage": "reward_model_gate",
+            "warmup": warmup.fingerprint(),
+            "reward_model": rm.fingerprint(),
+            "task": vars(settings.task),
+            "problems": settings.eval.test_problems,
+            "beta": settings.rl.lco_beta,
+            "versions": versions,
+        },
+    )
+    job = _job(
+        stage,
+        "lco.demo.reward_model:measure_gate",
+        4,
+        policy_path=str(warmup.path / "policy"),
+        reference_path=str(warmup.path / "phi_ref"),
+        dpo_path=str(rm.path / "phi_dpo"),
+        task=settings.task,
+        problems=settings.eval.test_problems,
+        beta=settings.rl.lco_beta,
+    )
+    _run_stages(pool, [(stage, job)], "reward-model gate")
+    gate = json.loads((stage.path / "gate.json").read_text())
+    announce_failed_gate(gate)
+    return gate
+
+
+def announce_failed_gate(gate: dict | None) -> None:
+    """Log and print a warning when the reward-model gate is not met (nothing otherwise)."""
+    if gate is None or gate["met"]:
+        return
+    message = (
+        "REWARD MODEL GATE NOT MET: greedy test pass@1 "
+        f"π_0 {gate['warmup']:.1%}, φ_ref {gate['phi_ref']:.1%}, φ_DPO {gate['phi_dpo']:.1%}, "
+        f"π*(β={gate['pistar_beta']:g}) {gate['pistar']:.1%}; the paper's Table 1 has φ_DPO > φ_ref "
+        "and π* > π_0. The dense-DPO LCO rows are run on a failed reward model."
+    )
+    logger.warning(message)
+    print(f"\n!!! {message}\n", flush=True)
+
+
+def record_gate(results_path: Path, gate: dict | None) -> None:
+    """Add ``reward_model_gate`` (the four pass@1 and ``met``) to ``results.json``."""
+    results = json.loads(Path(results_path).read_text())
+    results["reward_model_gate"] = None if gate is None else {k: gate[k] for k in (*GATE_MODELS, "met")}
+    Path(results_path).write_text(json.dumps(results, indent=1))
 
 
 def plan_runs(settings: DemoSettings) -> list[Run]:
@@ -346,11 +409,15 @@ def run_demo(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
             warmup = warm_up(pool, out, settings, versions)  # π_0 and φ_ref
         with clock("reward model"):
             rm = reward_model(pool, out, settings, warmup, versions) if needs_rm else None  # φ_DPO
+            gate = gate_reward_model(pool, out, settings, warmup, rm, versions) if needs_rm else None
         with clock("RL"):
             train_policies(pool, out, settings, runs, warmup, rm, versions)
         with clock("evaluation"):
             evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
-    return write_report(out, settings, runs, warmup=warmup, rm=rm, clock=clock.seconds)
+    paths = write_report(out, settings, runs, warmup=warmup, rm=rm, clock=clock.seconds)
+    record_gate(paths["results"], gate)
+    announce_failed_gate(gate)  # again after the report, where the table is read
+    return paths
 
 
 class _StageClock:

@@ -1,12 +1,17 @@
 """Stage 2 — the DPO reward model φ_DPO (§5, "Training Details"; Zhong et al., 2024).
 
-1. Sample completions of train prompts from the warmed-up policy π_0.
+1. Sample completions of train prompts from the warmed-up policy π_0 (and, if asked, from φ_ref).
 2. Label them with the verifier (math-verify): per prompt, a correct completion is *chosen* and an
-   incorrect one *rejected* — the paper's pairs are labelled the same way, by correctness.
-3. Train φ_DPO from φ_ref (the larger warmed-up model) with TRL's ``DPOTrainer``, one epoch.
+   incorrect one *rejected* — the paper's pairs are labelled the same way, by correctness. The
+   reference solution may count as one more correct completion.
+3. Train φ_DPO from φ_ref (the more trained warm-up checkpoint) with TRL's ``DPOTrainer``, with the
+   loss types of :class:`~lco.demo.settings.RewardModelSettings` (by default DPO + NLL on the chosen).
+4. The gate (:func:`measure_gate`): is φ_DPO a reward model of the paper's kind — greedy test pass@1
+   φ_DPO > φ_ref and π* > π_0, the ordering of Table 1 — before any RL run uses it.
 
 Output (on disk): ``pairs.jsonl``, ``phi_dpo/`` (a causal LM like any other), ``rm.json`` (pair
-counts, held-out preference accuracy, training log). φ_ref itself is the reference warm-up's model.
+counts, held-out preference accuracy, training log); the gate's stage writes ``gate.json``. φ_ref
+itself is the reference warm-up's model.
 
 The dense advantage of LCO is then A(s_t, a) = log φ_DPO(a|s_t) − log φ_ref(a|s_t) (eq. 13);
 :class:`DPOSequenceReward` sums it over a completion for the methods that want one scalar reward.
@@ -27,15 +32,17 @@ from .warmup import on_accelerator, progress_callback
 HELD_OUT_FRACTION = 0.1  # of the pairs, to measure φ_DPO's preference accuracy
 
 
-def sample_preference_pairs(
-    policy_path: str, task: TaskSettings, settings: RewardModelSettings, seed: int = 0
-) -> tuple[list[dict], dict]:
-    """(pairs, stats): verifier-labelled ``{"prompt", "chosen", "rejected"}`` pairs from π_0's samples."""
+PAIR_SOURCES = ("policy", "reference")  # whose samples are labelled: π_0's, φ_ref's
+
+
+def sample_completions(
+    model_path: str, problems, settings: RewardModelSettings, seed: int = 0
+) -> list[list[str]]:
+    """``settings.samples_per_prompt`` completions of each problem's prompt, sampled from a checkpoint."""
     from ..eval.generation import DecodingConfig, TransformersGenerator, encode_prompts
     from ..eval.policies import load_policy
 
-    problems = generate_splits(**vars(task))["train"][: settings.pair_prompts]
-    policy = load_policy("checkpoint", policy_path, device="auto", dtype="float32")
+    policy = load_policy("checkpoint", model_path, device="auto", dtype="float32")
     generator = TransformersGenerator(policy, batch_size=256)
     decoding = DecodingConfig(
         temperature=settings.sample_temperature,
@@ -45,19 +52,54 @@ def sample_preference_pairs(
     )
     prompt_ids = encode_prompts(policy.tokenizer, [p.prompt for p in problems], chat_template="off")
     samples = generator.generate(prompt_ids, decoding, seed=seed, desc="sampling pairs")
-    rng = random.Random(seed)
-    pairs, correct, total = [], 0, 0
-    for problem, completions in zip(problems, samples, strict=True):
-        texts = list(dict.fromkeys(c.text for c in completions))  # distinct completions
-        good = [t for t in texts if is_correct(t, str(problem.answer))]
-        bad = [t for t in texts if t not in good]
-        correct += sum(is_correct(c.text, str(problem.answer)) for c in completions)
-        total += len(completions)
+    return [[c.text for c in completions] for completions in samples]
+
+
+def label_pairs(
+    problems, samples: list[list[str]], max_pairs: int, reference_chosen: bool, rng: random.Random
+) -> list[dict]:
+    """Verifier-labelled ``{"prompt", "chosen", "rejected"}`` pairs: per problem, up to ``max_pairs``
+    (correct, incorrect) combinations of its distinct completions. With ``reference_chosen`` the
+    reference solution counts as one more correct completion, so that a prompt whose samples are all
+    wrong — the prompts the policy most needs to learn — still yields pairs."""
+    pairs = []
+    for problem, texts in zip(problems, samples, strict=True):
+        distinct = list(dict.fromkeys([*texts, problem.solution] if reference_chosen else texts))
+        good = [t for t in distinct if is_correct(t, str(problem.answer))]
+        bad = [t for t in distinct if t not in good]
         combos = [(g, b) for g in good for b in bad]
         rng.shuffle(combos)
-        for chosen, rejected in combos[: settings.max_pairs_per_prompt]:
+        for chosen, rejected in combos[:max_pairs]:
             pairs.append({"prompt": problem.prompt, "chosen": chosen, "rejected": rejected})
-    stats = {"prompts": len(problems), "samples": total, "sample_accuracy": correct / max(total, 1)}
+    return pairs
+
+
+def sample_preference_pairs(
+    model_paths: dict[str, str], task: TaskSettings, settings: RewardModelSettings, seed: int = 0
+) -> tuple[list[dict], dict]:
+    """(pairs, stats): verifier-labelled pairs from the samples of the models in
+    ``settings.pair_sources`` (``model_paths`` maps a source name to its checkpoint)."""
+    for source in settings.pair_sources:
+        if source not in PAIR_SOURCES:
+            raise ValueError(f"pair_sources must name {' or '.join(PAIR_SOURCES)}, got {source!r}")
+    problems = generate_splits(**vars(task))["train"][: settings.pair_prompts]
+    samples: list[list[str]] = [[] for _ in problems]
+    stats: dict = {"prompts": len(problems), "sample_accuracy_by_source": {}}
+    for source in settings.pair_sources:
+        drawn = sample_completions(model_paths[source], problems, settings, seed)
+        correct = sum(
+            is_correct(t, str(p.answer)) for p, texts in zip(problems, drawn, strict=True) for t in texts
+        )
+        stats["sample_accuracy_by_source"][source] = correct / max(sum(len(t) for t in drawn), 1)
+        for row, texts in zip(samples, drawn, strict=True):
+            row.extend(texts)
+    stats["samples"] = sum(len(t) for t in samples)
+    # the report's "sample accuracy of the warm-up policy": π_0's when it was sampled
+    by_source = stats["sample_accuracy_by_source"]
+    stats["sample_accuracy"] = by_source.get("policy", next(iter(by_source.values())))
+    pairs = label_pairs(
+        problems, samples, settings.max_pairs_per_prompt, settings.reference_chosen, random.Random(seed)
+    )
     stats["pairs"] = len(pairs)
     return pairs, stats
 
@@ -76,7 +118,9 @@ def train_reward_model(
     from trl import DPOConfig, DPOTrainer
 
     out_dir = Path(out_dir)
-    pairs, stats = sample_preference_pairs(policy_path, task, settings)
+    pairs, stats = sample_preference_pairs(
+        {"policy": policy_path, "reference": reference_path}, task, settings
+    )
     if len(pairs) < 2:  # one to train on, one held out
         raise RuntimeError(
             f"only {len(pairs)} preference pairs: the warmed-up policy's samples are almost all correct or "
@@ -94,6 +138,7 @@ def train_reward_model(
         output_dir=str(out_dir / "trainer"),
         beta=settings.beta,
         loss_type=list(settings.loss_type),
+        loss_weights=list(settings.loss_weights) if settings.loss_weights else None,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
@@ -172,6 +217,60 @@ def dense_advantage_check(dpo_path: str, ref_path: str, task: TaskSettings, prob
         "mean_advantage_of_correct_token": correct_adv / positions,
         "mean_max_advantage": max_adv / positions,
     }
+
+
+GATE_MODELS = ("warmup", "phi_ref", "phi_dpo", "pistar")
+
+
+def reward_model_gate(warmup: float, phi_ref: float, phi_dpo: float, pistar: float) -> dict:
+    """Is φ_DPO a reward model of the paper's kind? Table 1 orders φ_DPO > π* > SFT: DPO improves
+    on its reference, and π* (eq. 6 with the eq. 13 advantage) improves on the policy it tilts.
+
+    Takes the greedy test pass@1 of π_0 (``warmup``), φ_ref, φ_DPO and π*(β) around π_0; ``met`` is
+    φ_DPO > φ_ref and π* > π_0. When it is not met, the dense advantage log φ_DPO − log φ_ref does
+    not point towards better answers, and the LCO rows that use it test LCO on a failed reward model.
+    """
+    values = {"warmup": warmup, "phi_ref": phi_ref, "phi_dpo": phi_dpo, "pistar": pistar}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a pass@1 in [0, 1], got {value!r}")
+    return {**{k: float(v) for k, v in values.items()}, "met": phi_dpo > phi_ref and pistar > warmup}
+
+
+def measure_gate(
+    out_dir: Path,
+    policy_path: str,
+    reference_path: str,
+    dpo_path: str,
+    task: TaskSettings,
+    problems: int,
+    beta: float,
+    progress=None,
+) -> Path:
+    """Greedy pass@1 of π_0, φ_ref, φ_DPO and π*(β) around π_0 on the first ``problems`` test
+    problems, and the gate's verdict (:func:`reward_model_gate`); writes ``gate.json``."""
+    from .evaluate import greedy_pass_at_one
+
+    policies = {
+        "warmup": {"kind": "checkpoint", "model": policy_path},
+        "phi_ref": {"kind": "checkpoint", "model": reference_path},
+        "phi_dpo": {"kind": "checkpoint", "model": dpo_path},
+        "pistar": {
+            "kind": "pistar",
+            "model": policy_path,
+            "reward_model": dpo_path,
+            "ref_model": reference_path,
+            "beta": beta,
+        },
+    }
+    accuracy = {}
+    for name in GATE_MODELS:
+        accuracy[name] = greedy_pass_at_one(policies[name], task, problems)
+        if progress is not None:
+            progress(1)
+    gate = {**reward_model_gate(**accuracy), "test_problems": problems, "pistar_beta": beta}
+    (Path(out_dir) / "gate.json").write_text(json.dumps(gate, indent=1))
+    return Path(out_dir) / "gate.json"
 
 
 def dpo_steps(settings: RewardModelSettings, expected_pairs: int) -> int:

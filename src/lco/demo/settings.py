@@ -67,17 +67,37 @@ class WarmupSettings:
 
 @dataclass(frozen=True)
 class RewardModelSettings:
-    """φ_DPO: TRL ``DPOTrainer`` from φ_ref on verifier-labelled pairs of π_0's own samples: per
-    train prompt, a correct completion is *chosen* and an incorrect one *rejected*."""
+    """φ_DPO: TRL ``DPOTrainer`` from φ_ref on verifier-labelled pairs: per train prompt, a correct
+    completion is *chosen* and an incorrect one of π_0's samples *rejected*.
+
+    Chosen so that φ_DPO is a reward model of the paper's kind — Table 1 orders φ_DPO > π* > SFT —
+    which the demo checks before RL (the reward-model gate: φ_DPO > φ_ref and π*(β = 1) > π_0, greedy
+    test pass@1). Measured on the default warm-up (docs/rm_gate_trials.md): plain DPO (TRL's defaults,
+    one epoch on π_0's T = 1 samples) made φ_DPO worse than φ_ref and π* worse than π_0; what passes is
+
+    - rejected = π_0's samples at the RL rollouts' temperature 0.6: its near misses, not noise;
+    - the reference solution as one more chosen completion, so prompts π_0 always fails give pairs;
+    - DPO + NLL on the chosen (TRL's ``loss_type=["sigmoid", "sft"]``, RPO), which keeps φ_DPO a good
+      policy where plain DPO lowers the chosen likelihood too;
+    - five epochs: with one, log φ_DPO − log φ_ref is dominated by noise on tokens φ_ref ranks low
+      (off-by-one digits), and π* follows it; three epochs pass by 2 points of π*, five by 11.
+
+    NLL alone (no DPO term) gives a strong φ_DPO but π* < π_0: the DPO term, pushing π_0's own mistakes
+    down, is what makes the advantage point the right way around π_0.
+    """
 
     pair_prompts: int = 1500
+    # whose samples are labelled: "policy" (π_0), "reference" (φ_ref)
+    pair_sources: tuple[str, ...] = ("policy",)
     samples_per_prompt: int = 4
-    sample_temperature: float = 1.0
+    sample_temperature: float = 0.6  # the RL rollouts' temperature: π_0's likely mistakes become the rejected
     max_pairs_per_prompt: int = 2
+    reference_chosen: bool = True  # the reference solution also counts as a correct completion
     beta: float = 0.1  # TRL's DPOConfig default
-    loss_type: tuple[str, ...] = ("sigmoid",)  # TRL's DPOConfig default: plain DPO
+    loss_type: tuple[str, ...] = ("sigmoid", "sft")  # DPO + NLL on the chosen (RPO)
+    loss_weights: tuple[float, ...] = ()  # one per loss type; empty: TRL's equal weights
     learning_rate: float = 1e-4
-    epochs: int = 1
+    epochs: int = 5
     batch_size: int = 32
 
 
