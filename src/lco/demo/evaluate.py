@@ -60,6 +60,23 @@ def pass_at_one(
     return sum(ok for _, ok in verdicts) / len(verdicts), verdicts
 
 
+def _generator(policy: dict, batch_size: int):
+    """The generator of ``policy`` (``{"kind", "model", "reward_model", "ref_model", "beta"}``) on the
+    demo's device and dtype."""
+    from ..eval.generation import build_generator
+
+    return build_generator(
+        policy["kind"],
+        model=policy.get("model"),
+        reward_model=policy.get("reward_model"),
+        ref_model=policy.get("ref_model"),
+        beta=policy.get("beta", 1.0),
+        device="auto",
+        dtype="float32",
+        batch_size=batch_size,
+    )
+
+
 def evaluate_policy(
     out_dir: Path,
     policy: dict,
@@ -70,21 +87,12 @@ def evaluate_policy(
 ) -> Path:
     """pass@1 of ``policy`` (``{"kind": "checkpoint"|"pistar"|"rm", "model", "reward_model",
     "ref_model", "beta"}``, as :func:`lco.eval.build_generator` takes it); writes ``metrics.json``."""
-    from ..eval.generation import DecodingConfig, build_generator, encode_prompts
+    from ..eval.generation import DecodingConfig, encode_prompts
 
     out_dir = Path(out_dir)
     splits = generate_splits(**vars(task))
     problems = {split: splits[split][: problems_evaluated(split, task, settings)] for split in SPLITS}
-    generator = build_generator(
-        policy["kind"],
-        model=policy.get("model"),
-        reward_model=policy.get("reward_model"),
-        ref_model=policy.get("ref_model"),
-        beta=policy.get("beta", 1.0),
-        device="auto",
-        dtype="float32",
-        batch_size=settings.batch_size,
-    )
+    generator = _generator(policy, settings.batch_size)
     decodings = {
         "sampled": DecodingConfig(
             temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens
@@ -121,19 +129,10 @@ def evaluate_policy(
 def greedy_pass_at_one(policy: dict, task: TaskSettings, problems: int, batch_size: int = 128) -> float:
     """Greedy pass@1 of ``policy`` (as :func:`evaluate_policy` takes it) on the first ``problems``
     test problems — the decoding the reward-model gate compares (Table 1's ordering)."""
-    from ..eval.generation import DecodingConfig, build_generator, encode_prompts
+    from ..eval.generation import DecodingConfig, encode_prompts
 
     test = generate_splits(**vars(task))["test"][:problems]
-    generator = build_generator(
-        policy["kind"],
-        model=policy.get("model"),
-        reward_model=policy.get("reward_model"),
-        ref_model=policy.get("ref_model"),
-        beta=policy.get("beta", 1.0),
-        device="auto",
-        dtype="float32",
-        batch_size=batch_size,
-    )
+    generator = _generator(policy, batch_size)
     prompt_ids = encode_prompts(generator.tokenizer, [p.prompt for p in test], chat_template="off")
     completions = generator.generate(prompt_ids, DecodingConfig(greedy=True, max_new_tokens=16), seed=0)
     correct = sum(is_correct(c[0].text, str(p.answer)) for c, p in zip(completions, test, strict=True))
