@@ -5,7 +5,8 @@ the loss of z = h Wᵀ w.r.t. ``hidden`` and ``weight``:
 
 - naive: ``z = hidden @ weight.T`` for all N tokens, then ``lco.lco_<loss>`` / ``lco.sft_loss`` and
   autograd — the ``[N, V]`` logits and autograd's ``[N, V]`` intermediates all exist at once;
-- fused: :func:`lco.fused_lco_loss` / :func:`lco.fused_sft_loss` at their default chunk size.
+- fused: :func:`lco.fused_lco_loss` / :func:`lco.fused_sft_loss` at their default chunk size
+  (:func:`lco.objectives.fused.default_chunk_size` of V, N and H).
 
 Both get the inputs in the form the trainer has them. ``sparse`` (the trainer's default): an
 on-policy step (fused ``old_logits=None``; naive ``z.detach()``) with sparse outcome advantages
@@ -49,6 +50,7 @@ fused CE at the same N, V; ``plain_ce_time_ratio`` divides by the naive CE inste
     python benchmarks/loss_memory.py --quick               # a smoke run in seconds
     python benchmarks/loss_memory.py --table results.json  # the README's markdown table
     python benchmarks/loss_memory.py --quick --only lco_kld:dpo_dense_top5   # one row
+    python benchmarks/loss_memory.py --sizes 2048x32000,8192x32000 --only ce:sparse --only lco_kld:sparse
 """
 
 from __future__ import annotations
@@ -216,11 +218,13 @@ def _run_worker(spec: dict, glibc_default: bool) -> dict:
 CASES = (*((loss, "sparse") for loss in LOSSES), ("lco_kld", "dpo_dense"), ("lco_kld", "dpo_dense_top5"))
 
 
-def _groups(quick: bool, only: list[str] | None = None):
+def _groups(quick: bool, only: list[str] | None = None, sizes: list[tuple[int, int]] | None = None):
     """One group per size: CE first (the LCO records divide by its time), then the LCO losses.
 
-    ``only``: ``LOSS:ADVANTAGES`` names of the cases to run (all by default)."""
-    sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
+    ``only``: ``LOSS:ADVANTAGES`` names of the cases to run (all by default); ``sizes``: the
+    (N, V) to run (default :data:`SIZES`, or :data:`QUICK_SIZES` with ``quick``)."""
+    default_sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
+    sizes = sizes or default_sizes
     cases = [c for c in CASES if only is None or f"{c[0]}:{c[1]}" in only]
     for n, v in sizes:
         yield n, v, h, cases
@@ -257,8 +261,8 @@ def run(args) -> list[dict]:
     biggest = max(n * v for n, v in (QUICK_SIZES if args.quick else SIZES))
     blocks: dict[tuple[str, str], float] = {}
     records = []
-    for n, v, h, cases in _groups(args.quick, args.only):
-        chunk = args.chunk_size or default_chunk_size(v)
+    for n, v, h, cases in _groups(args.quick, args.only, args.sizes):
+        chunk = args.chunk_size or default_chunk_size(v, n, h)
         # The biggest size is run once: it dominates the wall time on a 2-core CPU.
         repeats = 1 if (n * v == biggest and not args.quick) else args.repeats
         recs, runs = {}, []
@@ -360,6 +364,16 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    try:
+        sizes = [tuple(int(x) for x in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected NxV[,NxV...] with positive N and V, got {text!r}")
+    return sizes
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the records (and run metadata) to this file")
@@ -378,6 +392,12 @@ def main(argv=None) -> None:
         action="append",
         choices=[f"{loss}:{adv}" for loss, adv in CASES],
         help="run only this case (repeatable), e.g. lco_kld:dpo_dense_top5",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=None,
+        help="comma-separated NxV to run instead of the default sizes, e.g. 2048x32000,8192x32000",
     )
     parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results file and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -27,6 +27,7 @@ combination against the naive functions applied to ``hidden @ weight.T``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -445,6 +446,64 @@ def sparse_normalized(token_adv: torch.Tensor, vocab_size: int, mode: str):
     return -mean / (std + _NORMALIZE_EPS), (token_adv - mean) / (std + _NORMALIZE_EPS)
 
 
+COMPILE_CHOICES = (False, True, "auto")
+"""``compile`` of :func:`fused_lco_loss`: eager kernels, ``torch.compile``'d ones, or :data:`COMPILE_AUTO`."""
+
+COMPILE_AUTO: dict[str, bool] = {"cpu": False, "cuda": False}
+"""What ``compile="auto"`` does per device type (absent types: eager). Set from
+benchmarks/chunk_kernel.py: on the 2-core CPU of benchmarks/README.md the compiled kernel was
+not faster than the eager one at the default chunk; on CUDA it has not been measured yet."""
+
+
+class CompiledKernel:
+    """``loss.value_and_grad`` through ``torch.compile`` (Inductor: C++/OpenMP on the CPU, Triton
+    on a GPU), falling back to the eager kernel — with one warning — when compiling fails.
+
+    Inductor fuses the chunk's elementwise passes and row reductions into a few kernels. The
+    compile happens on the first call per input signature (one more for the shorter last chunk,
+    after which the token axis is dynamic) and costs seconds to a minute; ``failure`` keeps the
+    reason once it failed (e.g. no C++ compiler on the CPU), and every later call is eager.
+    """
+
+    def __init__(self, loss: LogitLoss):
+        self.loss = loss
+        self.failure: str | None = None
+        self._compiled = torch.compile(loss.value_and_grad)
+
+    def __call__(self, z, z_star, support=None):
+        if self.failure is None:
+            try:
+                return self._compiled(z, z_star, support)
+            except Exception as exc:  # Inductor/Dynamo raise many types; any of them means eager
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                self.failure = f"{type(exc).__name__}: {first_line}"
+                warnings.warn(
+                    f"torch.compile of the {self.loss.name} chunk kernel failed ({self.failure}); "
+                    "using the eager kernel",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self.loss.value_and_grad(z, z_star, support)
+
+
+_COMPILED: dict[str, CompiledKernel] = {}
+
+
+def chunk_kernel(loss: LogitLoss, compile: bool | str = False, device: torch.device | str = "cpu"):
+    """The per-chunk ``(z, z*, support) -> (ℓ, ∂ℓ/∂z)`` of ``loss`` for ``compile`` (one of
+    :data:`COMPILE_CHOICES`): the eager ``loss.value_and_grad`` or a shared :class:`CompiledKernel`
+    (one per loss per process, so a training run compiles once)."""
+    if not (isinstance(compile, bool) or compile == "auto"):
+        raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
+    if compile == "auto":
+        compile = COMPILE_AUTO.get(torch.device(device).type, False)
+    if compile is False:
+        return loss.value_and_grad
+    if loss.name not in _COMPILED:
+        _COMPILED[loss.name] = CompiledKernel(loss)
+    return _COMPILED[loss.name]
+
+
 def _token_stats(value, z, z_old, grad, actions) -> torch.Tensor:
     """The training-dynamics metrics of the paper's Figs. 1/5, per token, ``[k, c]``.
 
@@ -614,6 +673,7 @@ def fused_lco_loss(
     return_stats: bool = False,
     beta_negative: float | None = None,
     support: int | torch.Tensor | str | None = None,
+    compile: bool | str = False,
 ):
     """LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10) of the logits z = h Wᵀ (+ b), chunk by chunk.
 
@@ -652,6 +712,9 @@ def fused_lco_loss(
             taken over the support, so a one-entry support needs ``normalization="none"``;
             ``lco_kld`` needs k ≥ 2. A :class:`SparseAdvantages` is read on the support
             directly; dense or callable advantages are gathered there chunk by chunk.
+        compile: ``False`` (eager per-chunk math), ``True`` (the chunk's value and gradient
+            through ``torch.compile``, see :class:`CompiledKernel`; falls back to eager with one
+            warning if compiling fails) or ``"auto"`` (per device type, :data:`COMPILE_AUTO`).
         return_stats: also return a dict of per-token fp32 ``[N]`` tensors, without gradient and
             zero for masked-out tokens: ``loss`` (ℓ_t), ``entropy`` (H(π_θ)), ``kl_old``
             (KL(π_θ ‖ π_old)) and, when actions are known, ``sampled_prob`` (π_θ(a_t)),
@@ -668,6 +731,7 @@ def fused_lco_loss(
     n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
     chunk_size = _check_chunk_size(chunk_size, hidden, vocab_size)
     check_mask(mask, torch.Size([n_tokens]))
+    kernel = chunk_kernel(LCO_LOSSES[loss], compile, hidden.device)
 
     if isinstance(advantages, SparseAdvantages):
         sparse = advantages
@@ -710,6 +774,7 @@ def fused_lco_loss(
         beta_negative=beta_negative,
         support=support,
         sparse=advantages if isinstance(advantages, SparseAdvantages) else None,
+        kernel=kernel,
     )
     return _run(hidden, weight, bias, chunk_loss, mask, chunk_size, return_stats)
 
