@@ -111,7 +111,7 @@ def _inputs(torch, n, v, h, advantages, seed=0):
     return inp
 
 
-def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
+def _step(torch, lco, loss, advantages, impl, inp, chunk_size, compile=False):
     """One forward + backward, in the form the trainer would run it."""
     hidden, weight = inp["hidden"], inp["weight"]
     v = weight.shape[0]
@@ -130,7 +130,7 @@ def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
                     options = {"support": TOP_K, "normalization": "std"}
             value = lco.fused_lco_loss(
                 hidden, weight, loss=loss, beta=BETA, advantages=adv, old_logits=None, chunk_size=chunk_size,
-                **options,
+                compile=compile, **options,
             )  # fmt: skip
     else:
         z = hidden @ weight.T
@@ -159,8 +159,15 @@ def worker(spec: dict) -> dict:
 
     torch.manual_seed(0)
     loss, adv, impl = spec["loss"], spec["advantages"], spec["impl"]
-    # Warm the exact code path up (kernels, thread pool, lazy imports) before the baseline.
-    _step(torch, lco, loss, adv, impl, _inputs(torch, 64, 128, 16, adv), spec["chunk_size"])
+    compile = spec.get("compile", False)
+    # Warm the exact code path up (kernels, thread pool, lazy imports) before the baseline. With
+    # --compile, at two shapes: the second compiles the kernel with dynamic sizes, which the
+    # measured step then reuses, so its time is the steady state and the compile is not in it.
+    warmups = ((64, 128), (40, 96)) if compile and impl == "fused" else ((64, 128),)
+    for n_warm, v_warm in warmups:
+        _step(
+            torch, lco, loss, adv, impl, _inputs(torch, n_warm, v_warm, 16, adv), spec["chunk_size"], compile
+        )
     inp = _inputs(torch, spec["N"], spec["V"], spec["H"], adv)
     base_kb = _memory_kb("VmRSS")
     _reset_peak()
@@ -168,7 +175,7 @@ def worker(spec: dict) -> dict:
     for _ in range(spec["repeats"]):
         inp["hidden"].grad = inp["weight"].grad = None
         start, cpu_start = time.perf_counter(), time.process_time()
-        _step(torch, lco, loss, adv, impl, inp, spec["chunk_size"])
+        _step(torch, lco, loss, adv, impl, inp, spec["chunk_size"], compile)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
     peak_kb = _memory_kb("VmHWM")
@@ -269,6 +276,7 @@ def run(args) -> list[dict]:
         for loss, adv in cases:
             rec = {"loss": loss, "advantages": adv if loss != "ce" else "targets", "N": n, "V": v, "H": h}
             rec.update({"chunk_size": chunk, "repeats": repeats, "skipped": {}})
+            rec["compile"] = bool(args.compile and loss != "ce")
             for impl in ("naive", "fused"):
                 need = _estimate(loss, adv, impl, n, v, h, chunk, blocks)
                 rec[f"{impl}_estimate_gb"] = round(need / 2**30, 2)
@@ -285,7 +293,7 @@ def run(args) -> list[dict]:
             for loss, adv, impl, need in runs if rep % 2 == 0 else runs[::-1]:
                 reason = _skip_reason(need)  # other engineers' jobs may have grown meanwhile
                 spec = {"loss": loss, "advantages": adv, "impl": impl, "N": n, "V": v, "H": h}
-                spec.update({"chunk_size": chunk, "repeats": 1})
+                spec.update({"chunk_size": chunk, "repeats": 1, "compile": args.compile and loss != "ce"})
                 result = {"error": reason} if reason else _run_worker(spec, args.glibc_default)
                 samples[(loss, adv, impl)].append(result)
         for (loss, adv, impl), got in samples.items():
@@ -392,6 +400,11 @@ def main(argv=None) -> None:
         action="append",
         choices=[f"{loss}:{adv}" for loss, adv in CASES],
         help="run only this case (repeatable), e.g. lco_kld:dpo_dense_top5",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="fused LCO with compile=True (steady state: the kernel is compiled in the warm-up)",
     )
     parser.add_argument(
         "--sizes",

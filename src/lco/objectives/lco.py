@@ -55,8 +55,8 @@ def _log_cosh_row_sum(diff: torch.Tensor) -> torch.Tensor:
 
 
 def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Σ_a a·b over the last axis of two ``[c, n]`` blocks, as a batched matmul: no ``[c, n]`` product."""
-    return torch.einsum("ij,ij->i", a, b)
+    """Σ_a a·b over the last axis, as a batched matmul: no product block of the inputs' size."""
+    return torch.einsum("...i,...i->...", a, b)
 
 
 # --- per-token values ℓ(z, z*) ------------------------------------------------------------
