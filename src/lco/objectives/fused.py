@@ -12,8 +12,11 @@ are fused, as in Liger-Kernel's ``chunked_loss``:
   chunk) and grad_weight / grad_bias (accumulated) *during the forward*. Backward only scales
   the stored gradients by grad_output. Peak memory is a few ``[chunk_size, V]`` blocks.
 - :class:`LCOChunk` and :class:`CrossEntropyChunk` — each loss states only its per-chunk math.
-  LCO builds z* = z_old + A/β (eq. 7) for the chunk and reuses the value and the closed-form
-  gradient of :data:`lco.objectives.lco.LCO_LOSSES`; nothing here restates eqs. 8–10.
+  LCO builds z* = z_old + A/β (eq. 7) for the chunk in one fresh block (a sparse advantage of
+  eq. 11 in closed form, :func:`sparse_normalized`) and hands it to ``value_and_grad`` of
+  :data:`lco.objectives.lco.LCO_LOSSES`, which returns the value and the closed-form gradient
+  together (sharing the softmaxes) and reuses the z* block; nothing here restates eqs. 8–10.
+  ``compile=True`` runs that kernel through ``torch.compile`` (:class:`CompiledKernel`).
 
 Where z_old and A come from is the caller's choice, resolved chunk by chunk: a full tensor,
 a callable ``(start, end) -> [end − start, V]`` (the trainer computes them from saved hidden
@@ -316,7 +319,7 @@ class ChunkOutput:
 
 @dataclass(frozen=True, eq=False)
 class LCOChunk:
-    """Per-chunk LCO: z* = z_old + A/β (eq. 7), then ℓ(z, z*) and ∂ℓ/∂z from ``LCO_LOSSES``.
+    """Per-chunk LCO: z* = z_old + A/β (eq. 7), then ℓ(z, z*) and ∂ℓ/∂z in one ``value_and_grad``.
 
     ``old_logits=None`` is on-policy (z_old = z). ``advantages`` are normalised per token with
     :func:`lco.normalize_advantages` (§4.4) before entering eq. (7): over the vocabulary, or over
@@ -700,7 +703,9 @@ def fused_lco_loss(
         bias: optional LM-head bias ``[V]``.
         actions: sampled token ids ``[N]``, for the stats and for ``support="sampled"``; taken
             from ``advantages`` when those are sparse (a different ``actions`` is then an error).
-        chunk_size: tokens per chunk; default :func:`default_chunk_size` of V.
+        chunk_size: tokens per chunk; default :func:`default_chunk_size` of V, N, H and the
+            device (the largest chunk, up to 256, keeping the step within a fifth of the unfused
+            one's memory).
         beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β); see
             :func:`lco.optimal_logits`.
         support: the entries π* may put mass on, per token (see :func:`lco.optimal_log_policy`):
