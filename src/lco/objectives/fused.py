@@ -63,9 +63,10 @@ CHUNK_BLOCKS = 4
 """fp32 ``[chunk, V]`` blocks alive at once in a chunk: z, z* and the two (log-)softmax or
 scratch blocks of ``value_and_grad`` (CE: z and log π)."""
 
-NAIVE_BLOCKS = 3
-"""fp32 ``[N, V]`` blocks the unfused loss keeps at least: the logits, their (log-)softmax or
-difference to z*, and their gradient (measured: 2.9 for CE, 4.9–12 for the LCO losses)."""
+NAIVE_BLOCKS = 4
+"""fp32 ``[N, V]`` blocks an unfused LCO loss keeps at least: the logits, z*, their difference or
+(log-)softmaxes, and the gradient (benchmarks/README.md: 4.4 for LCO-MSE, 7–11 for LCH and KLD;
+cross-entropy keeps 2.5, which is why its fused step stays above a fifth at small N)."""
 
 MEMORY_SHARE = 0.2
 """Target for the fused step's memory over the unfused step's (gradients included)."""
@@ -98,7 +99,7 @@ def default_chunk_size(
     against a large H), no chunk meets s and the smallest efficient one is taken — and the chunk
     is never more than N.
 
-    At H = 1024: N = 2048 gives 88 tokens (V = 32000) and 96 (V = 152064); N = 8192 gives 256.
+    At H = 1024: N = 2048 gives 184 tokens (V = 32000) and 200 (V = 152064); N = 8192 gives 256.
     """
     v = max(int(vocab_size), 1)
     chunk = DEFAULT_CHUNK_TOKENS
