@@ -12,7 +12,11 @@ from lco import (
     logprob_advantages,
     normalize_advantages,
     optimal_logits,
+    ppo_gae_advantages,
+    ppo_token_rewards,
+    reinforce_advantages,
     sparse_advantages,
+    whiten_advantages,
 )
 
 
@@ -377,3 +381,75 @@ def test_bad_support_for_normalisation_is_rejected_naming_support(support, mode)
 def test_one_entry_support_is_accepted_without_normalisation():
     adv = torch.randn(3, 6)
     assert torch.equal(normalize_advantages(adv, "none", support=torch.zeros(3, 1, dtype=torch.long)), adv)
+
+
+# --- REINFORCE's baseline and PPO's reward shaping / whitening (pure functions the trainer calls) -----
+
+
+def test_reinforce_advantages_subtract_the_mean_of_the_other_completions_without_scaling():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 2.0, 5.0, 1.0])
+    adv = reinforce_advantages(rewards, 3)
+    expected = []
+    for group in rewards.view(2, 3).tolist():
+        for i, r in enumerate(group):
+            others = [x for j, x in enumerate(group) if j != i]
+            expected.append(r - sum(others) / len(others))
+    torch.testing.assert_close(adv, torch.tensor(expected))
+
+
+def test_reinforce_advantages_with_one_completion_per_prompt_use_the_batch_mean_and_std():
+    rewards = torch.tensor([1.0, 3.0, 2.0, 6.0])
+    r = rewards.double().numpy()
+    expected = (r - r.mean()) / (r.std() + 1e-4)
+    np.testing.assert_allclose(reinforce_advantages(rewards, 1).double().numpy(), expected, rtol=1e-6)
+
+
+def test_ppo_token_rewards_put_the_outcome_on_the_last_valid_token_and_the_kl_on_every_token():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    old = torch.tensor([[-1.0, -2.0, -0.5, -9.0], [-0.1, -0.2, -7.0, -7.0]])
+    ref = torch.tensor([[-1.5, -1.0, -0.5, -1.0], [-0.3, -0.2, -1.0, -1.0]])
+    rewards = torch.tensor([2.0, -1.0])
+    kl_coef = 0.1
+    expected = torch.zeros(2, 4)
+    for b in range(2):
+        valid = [t for t in range(4) if mask[b, t]]
+        for t in valid:
+            expected[b, t] = -kl_coef * float(old[b, t] - ref[b, t])
+        expected[b, valid[-1]] += float(rewards[b])
+    torch.testing.assert_close(ppo_token_rewards(rewards, mask, old, ref, kl_coef), expected)
+    without_reference = ppo_token_rewards(rewards, mask)
+    torch.testing.assert_close(without_reference, torch.tensor([[0, 0, 2.0, 0], [0, -1.0, 0, 0]]))
+
+
+def test_ppo_token_rewards_reject_mismatched_shapes_and_a_reference_without_old_logps():
+    mask = torch.ones(2, 3)
+    with pytest.raises(ValueError, match="sequence_rewards"):
+        ppo_token_rewards(torch.ones(3), mask)
+    with pytest.raises(ValueError, match="old_logps"):
+        ppo_token_rewards(torch.ones(2), mask, None, torch.zeros(2, 3), 0.1)
+    with pytest.raises(ValueError, match="ref_logps"):
+        ppo_token_rewards(torch.ones(2), mask, torch.zeros(2, 3), torch.zeros(2, 2), 0.1)
+
+
+def test_whiten_advantages_have_zero_mean_and_unit_std_over_the_valid_tokens_and_zero_elsewhere():
+    adv = torch.tensor([[1.0, 4.0, 100.0], [2.0, -3.0, -50.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    valid = np.array([1.0, 4.0, 2.0, -3.0])
+    expected = np.zeros((2, 3))
+    expected[:, :2] = ((valid - valid.mean()) / (valid.std() + 1e-8)).reshape(2, 2)
+    np.testing.assert_allclose(whiten_advantages(adv, mask).double().numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_ppo_gae_advantages_are_whitened_gae_and_leave_the_returns_unwhitened():
+    torch.manual_seed(0)
+    rewards, values = torch.randn(3, 5), torch.randn(3, 5)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    raw, returns = gae(rewards, values, mask, 0.9, 0.8)
+    adv, ret = ppo_gae_advantages(rewards, values, mask, 0.9, 0.8)
+    m = mask.bool()
+    torch.testing.assert_close(ret, returns)
+    torch.testing.assert_close(adv[m].mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(adv[m].std(unbiased=False), torch.tensor(1.0), atol=1e-5, rtol=0)
+    # whitening is affine over the valid tokens: the order of the raw advantages is kept
+    assert torch.equal(adv[m].argsort(), raw[m].argsort())
+    assert bool((adv[~m] == 0).all())

@@ -8,14 +8,18 @@ a token advantage has the token shape ``[...]`` and refers to the sampled action
 - :func:`dpo_advantages` — DPO log-ratio dense estimate, eq. (13) (the paper's default).
 - :func:`normalize_advantages` — per-step centring / scaling over the vocabulary or a support, §4.4.
 - :func:`group_advantages` — sequence rewards → advantages (GRPO / RLOO / batch baselines).
+- :func:`reinforce_advantages` — REINFORCE's leave-one-out (RLOO) or batch-mean baseline.
 - :func:`gae` — generalised advantage estimation for PPO with a critic.
+- :func:`ppo_token_rewards` — PPO's per-token reward: KL penalty on every token, outcome on the last.
+- :func:`whiten_advantages` — centring and scaling over the valid tokens.
+- :func:`ppo_gae_advantages` — :func:`gae` then :func:`whiten_advantages`, as the trainer runs PPO.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .objectives.validation import check_actions, check_choice, check_finite, check_same_shape
+from ._checks import check_actions, check_choice, check_finite, check_same_shape
 
 NORMALIZATIONS = ("mean", "mean_std", "std", "none")
 
@@ -204,3 +208,77 @@ def gae(
         last = (delta + gamma * lam * last) * m[..., t]
         adv[..., t] = last
     return adv, adv + v
+
+
+def reinforce_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """REINFORCE's sequence advantages: r_i minus the mean of the *other* completions of its prompt
+    (RLOO, Ahmadian et al., 2024) when ``group_size > 1``; with one completion per prompt, r_i minus
+    the batch mean, divided by the batch std. Unlike GRPO there is no per-group std scaling.
+
+    ``rewards`` is ``[N]`` with each prompt's ``group_size`` completions contiguous; returns ``[N]``.
+    """
+    if group_size > 1:
+        return group_advantages(rewards, group_size, baseline="leave_one_out", scale="none")
+    return group_advantages(rewards, 1, baseline="mean", scale="batch")
+
+
+def ppo_token_rewards(
+    sequence_rewards: torch.Tensor,
+    mask: torch.Tensor,
+    old_logps: torch.Tensor | None = None,
+    ref_logps: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> torch.Tensor:
+    """PPO's per-token rewards ``[B, T]``: r_t = −kl_coef·(log π_old − log π_ref)(o_t) on every valid
+    token, plus the sequence reward on the last valid token (TRL's former PPOTrainer).
+
+    Args:
+        sequence_rewards: the outcome reward of each completion, ``[B]``.
+        mask: the valid completion tokens, ``[B, T]``.
+        old_logps, ref_logps: log π_old and log π_ref of the sampled tokens, ``[B, T]``; without
+            ``ref_logps`` there is no KL term.
+        kl_coef: the KL penalty's coefficient (``LCOConfig.ppo_kl_coef``).
+    """
+    if sequence_rewards.dim() != 1 or mask.dim() != 2 or sequence_rewards.shape[0] != mask.shape[0]:
+        raise ValueError(
+            f"sequence_rewards must be [B] and mask [B, T] with the same B; got {tuple(sequence_rewards.shape)} "
+            f"and {tuple(mask.shape)}"
+        )
+    check_finite("sequence_rewards", sequence_rewards)
+    m = mask.float()
+    per_token = torch.zeros_like(m)
+    if ref_logps is not None:
+        if old_logps is None:
+            raise ValueError("old_logps is required with ref_logps: the KL penalty is log π_old − log π_ref")
+        check_same_shape("old_logps", old_logps, "mask", m)
+        check_same_shape("ref_logps", ref_logps, "mask", m)
+        per_token = -kl_coef * (old_logps - ref_logps) * m
+    last = (m.cumsum(-1) == m.sum(-1, keepdim=True)) & m.bool()
+    return per_token + last.float() * sequence_rewards.float().unsqueeze(-1)
+
+
+def whiten_advantages(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(A − mean)/(std + eps) over the valid tokens, zero elsewhere (TRL's former PPOTrainer).
+
+    The mean and the (biased) std are taken over the tokens where ``mask`` is set; with no valid
+    token the result is all zeros.
+    """
+    check_same_shape("mask", mask, "advantages", advantages)
+    m = mask.float()
+    count = m.sum().clamp(min=1.0)
+    mean = (advantages * m).sum() / count
+    std = (((advantages - mean) ** 2) * m).sum().div(count).sqrt()
+    return (advantages - mean) / (std + eps) * m
+
+
+def ppo_gae_advantages(
+    token_rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's token advantages and the critic's returns: :func:`gae`, then the advantages whitened
+    over the valid tokens with :func:`whiten_advantages` (the returns are not whitened)."""
+    advantages, returns = gae(token_rewards, values, mask, gamma, lam)
+    return whiten_advantages(advantages, mask), returns

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.functional import hessian
 
+from ._checks import check_beta, check_choice
 from .objectives.lco import LCO_LOSSES
-from .objectives.validation import check_beta, check_choice
 
 # --- logits convexity (Definition 4.3) -----------------------------------------------------
 
@@ -310,21 +310,6 @@ def lch_convergence_tolerance(jacobian: torch.Tensor, eta: float, initial_error_
 # --- the linear-logit model z_θ = z_old + Jθ ------------------------------------------------
 
 
-def _log_cosh_accurate(x: torch.Tensor) -> torch.Tensor:
-    # lco.objectives.lco.log_cosh (|x| + log1p(e^{−2|x|}) − log 2) cancels to round-off noise for
-    # small |x|; the convergence tests compare losses down to ~1e-20, so use
-    # log cosh x = log1p(2·sinh²(x/2)) there (exact to relative ε) and the overflow-safe form
-    # elsewhere.
-    ax = x.abs()
-    small = torch.log1p(2.0 * torch.sinh(torch.clamp(ax, max=1.0) / 2.0) ** 2)
-    large = ax + torch.log1p(torch.exp(-2.0 * ax)) - math.log(2.0)
-    return torch.where(ax < 1.0, small, large)
-
-
-def _lch_value_accurate(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    return _log_cosh_accurate(logits - target_logits).mean(-1)
-
-
 @dataclass(frozen=True)
 class DescentTrace:
     """Gradient descent on z_θ = z_old + Jθ from θ_0 = 0; index k holds the value at θ_k.
@@ -364,8 +349,8 @@ def simulate_linear_logit_descent(
         steps: number of GD steps. loss: ``"lco_mse"``, ``"lco_lch"`` or ``"lco_kld"``.
 
     Gradients use the closed-form logit gradients of :data:`lco.objectives.lco.LCO_LOSSES`
-    through the chain rule ∇_θ L = Jᵀ ∂ℓ/∂z. The LCH value uses an evaluation of log cosh that is
-    accurate for tiny residuals.
+    through the chain rule ∇_θ L = Jᵀ ∂ℓ/∂z. The LCH value uses :func:`lco.objectives.lco.log_cosh`,
+    which is accurate for tiny residuals.
     """
     _check_jacobian(jacobian)
     check_choice("loss", loss, tuple(LCO_LOSSES))
@@ -380,7 +365,7 @@ def simulate_linear_logit_descent(
         raise ValueError(f"eta must be positive, got {eta!r}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    value = _lch_value_accurate if loss == "lco_lch" else LCO_LOSSES[loss].value
+    value = LCO_LOSSES[loss].value
     logit_grad = LCO_LOSSES[loss].logit_grad
     target = old_logits + advantages / beta + shift
     theta = torch.zeros(jacobian.shape[1], dtype=jacobian.dtype, device=jacobian.device)

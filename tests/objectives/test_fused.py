@@ -810,3 +810,28 @@ def test_fused_sft_and_dpo_chunks_name_their_bad_arguments():
         dpo_advantage_chunks(hd, wd[:, :-1], bd, hr, wr, br)
     with pytest.raises(ValueError, match="dpo_hidden"):
         dpo_advantage_chunks(_nan_at(hd, (0, 0)), wd, bd, hr, wr, br)
+
+
+@pytest.mark.parametrize("temperature", [0.6, 1.7])
+def test_entropy_stat_is_at_the_stats_temperature_and_nothing_else_moves(temperature):
+    p = _problem()
+    adv, _ = _advantages(p, "dense")
+    kw = {"beta": 1.0, "advantages": adv, "bias": p["bias"], "actions": p["actions"], "return_stats": True}
+    loss_1, stats_1 = fused_lco_loss(p["hidden"], p["weight"], **kw)
+    loss_t, stats_t = fused_lco_loss(p["hidden"], p["weight"], stats_temperature=temperature, **kw)
+    z = p["hidden"] @ p["weight"].T + p["bias"]
+    # TRL's entropy of the sampling distribution softmax(z/T)
+    want = torch.distributions.Categorical(logits=z / temperature).entropy()
+    torch.testing.assert_close(stats_t["entropy"], want, **TOL)
+    assert not torch.allclose(stats_t["entropy"], stats_1["entropy"])
+    assert torch.equal(loss_t, loss_1)
+    for name in set(stats_1) - {"entropy"}:
+        assert torch.equal(stats_t[name], stats_1[name]), name
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, "hot"])
+def test_non_positive_stats_temperature_is_refused(bad):
+    p = _problem()
+    adv, _ = _advantages(p, "dense")
+    with pytest.raises(ValueError, match="stats_temperature"):
+        fused_lco_loss(p["hidden"], p["weight"], beta=1.0, advantages=adv, stats_temperature=bad)

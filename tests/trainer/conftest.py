@@ -55,7 +55,7 @@ def tiny_config(tmp_path, tiny_models, **overrides) -> LCOConfig:
         save_strategy="no",
         learning_rate=1e-3,
         seed=0,
-        lco_chunk_size=4,
+        head_chunk_size=4,
     )
     settings.update(overrides)
     return LCOConfig(**settings)

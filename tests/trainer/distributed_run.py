@@ -14,7 +14,7 @@ def reward(completions, **kwargs):
     return [float(sum(map(ord, c)) % 2) * 2 - 1 for c in completions]
 
 
-def main(policy: str, out: str) -> None:
+def main(policy: str, out: str, anchor_steps: int = 1) -> None:
     torch.set_num_threads(1)
     args = LCOConfig(
         output_dir=out,
@@ -22,7 +22,8 @@ def main(policy: str, out: str) -> None:
         num_generations=2,
         max_completion_length=4,
         per_device_train_batch_size=2,
-        max_steps=2,
+        max_steps=2 if anchor_steps == 1 else 3,
+        lco_anchor_update_steps=anchor_steps,
         report_to="none",
         use_cpu=True,
         bf16=False,
@@ -44,9 +45,14 @@ def main(policy: str, out: str) -> None:
         "head_moved": float((trainer.model.lm_head.weight.detach() - before).norm()),
         "head_checksum": float(trainer.model.lm_head.weight.detach().double().sum()),
     }
+    if trainer._anchor is not None:
+        snapshot = trainer.accelerator.unwrap_model(trainer._anchor.snapshot)
+        record["anchor_refresh_steps"] = trainer._anchor.refresh_steps
+        record["anchor_moved"] = float((snapshot.lm_head.weight.detach() - before).norm())
+        record["anchor_checksum"] = float(snapshot.lm_head.weight.detach().double().sum())
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump(record, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes_both_step(tmp_path, tiny_models):
+def _launch(tmp_path, tiny_models, *extra) -> list[dict]:
     script = Path(__file__).with_name("distributed_run.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [
@@ -37,12 +36,28 @@ def test_accelerate_launch_two_cpu_processes_both_step(tmp_path, tiny_models):
         str(script),
         tiny_models["policy"],
         str(tmp_path),
+        *extra,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    records = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes_both_step(tmp_path, tiny_models):
+    records = _launch(tmp_path, tiny_models)
     assert [r["world_size"] for r in records] == [2, 2]
     assert [r["global_step"] for r in records] == [2, 2]
     assert all(r["head_moved"] > 0 for r in records)
     # data parallel: both ranks applied the same averaged update
     assert records[0]["head_checksum"] == pytest.approx(records[1]["head_checksum"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_the_anchor_snapshot_refreshes_identically_on_both_ranks(tmp_path, tiny_models):
+    records = _launch(tmp_path, tiny_models, "2")  # lco_anchor_update_steps=2, three steps
+    assert [r["global_step"] for r in records] == [3, 3]
+    assert [r["anchor_refresh_steps"] for r in records] == [[0, 2], [0, 2]]
+    # refreshed at step 2 from the DDP-synchronised policy: moved, and the same on both ranks
+    assert all(r["anchor_moved"] > 0 for r in records)
+    assert records[0]["anchor_checksum"] == pytest.approx(records[1]["anchor_checksum"], rel=1e-6)

@@ -209,6 +209,30 @@ def test_cli_train_runs_a_yaml_config_with_overrides(tmp_path, tiny_models):
     assert state is None or state["global_step"] == 2
 
 
+def test_cli_train_accepts_the_stability_options(tmp_path, tiny_models):
+    config = _write_cli_inputs(tmp_path, tiny_models)
+    flags = [
+        "--lco_preset",
+        "authors",
+        "--lco_anchor_update_steps",
+        "2",
+        "--lco_temperature_consistent",
+        "true",
+    ]
+    flags += ["--lco_beta", "2", "--temperature", "0.6", "--max_steps", "2"]
+    assert lco_main(["train", config, *flags]) == 0
+    args = torch.load(tmp_path / "run" / "training_args.bin", weights_only=False)
+    assert (args.lco_support, args.lco_support_k, args.advantage_normalization) == ("top_k", 5, "std")
+    assert (args.lco_anchor_update_steps, args.lco_beta_negative) == (2, 200.0)
+    assert args.lco_temperature_consistent is True and args.temperature == 0.6
+
+
+def test_cli_train_refuses_an_lco_option_on_a_baseline(tmp_path, tiny_models, capsys):
+    config = _write_cli_inputs(tmp_path, tiny_models)
+    assert lco_main(["train", config, "--objective", "grpo", "--lco_support", "top_k"]) == 2
+    assert "lco_support applies to the LCO objectives" in capsys.readouterr().err
+
+
 def test_cli_train_reports_bad_input_in_one_line(tmp_path, tiny_models, capsys):
     config = _write_cli_inputs(tmp_path, tiny_models)
     assert lco_main(["train", config, "--objective", "nope"]) == 2

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
+
 GROUP_SIZE = 4  # the paper's "four responses per instruction" (§5)
 MIN_GROUP = 2  # TRL's GRPOTrainer needs at least two completions per prompt
 
@@ -40,12 +42,13 @@ class Method:
 
     @property
     def needs_reward_model(self) -> bool:
-        return (
-            self.policy in ("pistar", "phi_dpo")
-            or self.advantage != "outcome"
-            or self.reward == "dpo"
-            or self.objective in ("minillm", "gkd")
-        )
+        """φ_DPO is needed to decode π* or φ_DPO itself, for the DPO reward, by an advantage that reads
+        a reward model, or as the teacher of distillation (the trainer's default teacher)."""
+        if self.policy in ("pistar", "phi_dpo") or self.reward == "dpo":
+            return True
+        if not self.trained:
+            return False
+        return bool(ADVANTAGE_SPECS[self.advantage].reward_models) or OBJECTIVE_SPECS[self.objective].needs_teacher
 
     def as_dict(self) -> dict:
         return asdict(self)

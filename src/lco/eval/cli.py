@@ -144,8 +144,11 @@ def _fingerprint(rows: list[dict[str, str]]) -> str:
 
 def _validate(args: argparse.Namespace) -> None:
     """Every check that needs no model, so that a typo fails in a second, not after loading."""
+    from ..preflight import check_model_path, check_writable_dir
     from .policies import check_policy_args, resolve_device
 
+    # a finished seed is written under --out: an unwritable folder must fail now, not after it
+    check_writable_dir(args.out, "--out")
     resolve_device(args.device)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1 (the number of sampling seeds), got {args.seeds}")
@@ -185,6 +188,18 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("--suite rm needs at least one --score-model NAME=PATH")
     if args.suite == "judge" and bool(args.judge_model) == bool(args.judge_url):
         raise ValueError("--suite judge needs exactly one of --judge-model (local) or --judge-url (endpoint)")
+    # last: the flag checks above say what is wrong with the command before a path is looked at
+    for flag, path in (("--model", args.model), ("--reward-model", args.reward_model)):
+        check_model_path(path, flag)
+    if args.policy == "pistar":
+        check_model_path(args.ref_model, "--ref-model")
+    if args.suite == "rm":
+        from .reward_models import parse_named_paths
+
+        for name, path in parse_named_paths(args.score_model, "--score-model"):
+            check_model_path(path, f"--score-model {name}")
+    if args.suite == "judge" and args.judge_model:
+        check_model_path(args.judge_model, "--judge-model")
 
 
 def _common_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -107,12 +107,19 @@ def select_fields(records: list[dict[str, Any]], fields: dict[str, str], source:
     """
     out = []
     for i, record in enumerate(records):
-        missing = [src for src in fields.values() if record.get(src) is None or record.get(src) == ""]
+        missing = [src for src in fields.values() if record.get(src) is None]
         if missing:
             raise ValueError(
                 f"{source}: record {i + 1} lacks field(s) {', '.join(repr(m) for m in missing)} "
                 f"(expected fields: {', '.join(fields.values())}; the record has: "
                 f"{', '.join(sorted(record)) or 'none'})"
+            )
+        # present but blank: saying it "lacks" a field the record visibly has would mislead
+        empty = [src for src in fields.values() if not str(record[src]).strip()]
+        if empty:
+            raise ValueError(
+                f"{source}: record {i + 1} has an empty {', '.join(repr(e) for e in empty)} field "
+                f"({'it needs' if len(empty) == 1 else 'they need'} a value)"
             )
         row = {ours: _as_text(record[src]) for ours, src in fields.items()}
         row["id"] = _as_text(record.get("unique_id", record.get("id", i)))

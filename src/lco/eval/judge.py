@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .policies import last_logits_only
+from .pistar import last_logits_only
 
 JUDGE_PROMPT = """You are an impartial judge comparing two responses to the same instruction.
 Pick the response that follows the instruction better: more helpful, correct, relevant and clear.

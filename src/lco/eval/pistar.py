@@ -12,18 +12,25 @@ advantage is normalised over the vocabulary exactly as the trainer does
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import LogitsProcessor
 
+from .._checks import check_beta, check_choice
 from ..advantages import NORMALIZATIONS, dpo_advantages, normalize_advantages
 from ..objectives.targets import optimal_log_policy
-from ..objectives.validation import check_beta, check_choice
-from .policies import last_logits_only
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     # left padding: positions count real tokens only (what generate() does for the policy itself)
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def last_logits_only(model) -> dict:
+    """``logits_to_keep=1`` where the model supports it: the prompt's forward pass then does not
+    materialise [B, L, V] logits (at |V| ≈ 150k that is gigabytes), as ``generate`` does for π_old."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 class PiStarLogitsProcessor(LogitsProcessor):

@@ -17,17 +17,14 @@ are dropped), and the three models of π* are checked to share one vocabulary.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from ..objectives.validation import check_beta, check_choice
-
-if TYPE_CHECKING:
-    from .pistar import PiStarLogitsProcessor
+from .._checks import check_beta, check_choice
+from ..vocabularies import vocabulary_difference
+from .pistar import PiStarLogitsProcessor
 
 POLICIES = ("checkpoint", "pistar", "rm")
 
@@ -100,12 +97,6 @@ def load_causal_lm(path: str, what: str, device: torch.device, dtype: torch.dtyp
     return model
 
 
-def last_logits_only(model) -> dict:
-    """``logits_to_keep=1`` where the model supports it: the prompt's forward pass then does not
-    materialise [B, L, V] logits (at |V| ≈ 150k that is gigabytes), as ``generate`` does for π_old."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-
-
 def output_vocab_size(model) -> int:
     """Size of the model's logits' last axis."""
     return int(model.get_output_embeddings().weight.shape[0])
@@ -121,11 +112,9 @@ def check_same_vocabulary(named_tokenizers: list[tuple[str, object]]) -> None:
     for flag, tok in named_tokenizers[1:]:
         vocab = tok.get_vocab()
         if vocab != ref_vocab:
-            not_shared = len(set(vocab.items()) ^ set(ref_vocab.items()))
             raise ValueError(
-                f"{flag} and {ref_flag} have different vocabularies ({len(vocab)} vs {len(ref_vocab)} tokens, "
-                f"{not_shared} (token, id) pairs not shared); --policy pistar needs the same tokenizer in all "
-                "three models"
+                f"{flag} and {ref_flag} have different vocabularies ({vocabulary_difference(vocab, ref_vocab)}); "
+                "--policy pistar needs the same tokenizer in all three models"
             )
 
 
@@ -219,6 +208,5 @@ def load_policy(
     dpo = load_causal_lm(reward_model, "--reward-model", device, dtype)
     ref = load_causal_lm(ref_model, "--ref-model", device, dtype)
     check_same_logits_size([("--model", lm), ("--reward-model", dpo), ("--ref-model", ref)])
-    from .pistar import PiStarLogitsProcessor
 
     return Policy(kind, model, lm, tokenizer, PiStarLogitsProcessor(dpo, ref, beta, normalize))

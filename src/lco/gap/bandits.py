@@ -1,6 +1,7 @@
 """Exact-gradient bandit experiments of Suk & Duan (RLVR Gradient Gap), figure by figure.
 
-Read next to the paper (``/work/shared/papers/rlvr-gradient-gap.txt``):
+Read next to the paper (Suk & Duan, *On the Optimization Dynamics of RLVR: Gradient Gap and Step Size
+Thresholds*, arXiv:2510.08539):
 
 ====================================  ===============================  ========================
 paper                                 function                          what it shows

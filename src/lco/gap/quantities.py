@@ -1,7 +1,6 @@
 """Gradient-Gap quantities of Suk & Duan, "On the Optimization Dynamics of RLVR" (§3–§5).
 
-Pure functions of tensors; equation numbers refer to that paper
-(``/work/shared/papers/rlvr-gradient-gap.txt``). Notation, for one prompt q and binary reward r*:
+Pure functions of tensors; equation numbers refer to that paper (arXiv:2510.08539). Notation, for one prompt q and binary reward r*:
 
 * score of a response: s(o) = ∇_θ log π_θ(o | q);
 * g⁺ = E_{o ~ π⁺}[s(o)], g⁻ = E_{o ~ π⁻}[s(o)]: the expected score on correct / incorrect

@@ -6,6 +6,8 @@
 - :mod:`.distill` — MiniLLM reverse KL, GKD generalised JSD
 - :mod:`.reduction` — the GRPO-family aggregations over tokens
 - :mod:`.fused` — LM head + LCO / SFT loss, chunked over tokens (no [N, V] logits)
+- :mod:`.registry` — one row per objective and per advantage: what each needs (read by the trainer)
+- :mod:`.heads` — z = h·Wᵀ + b one chunk of rows at a time; log-probs and distillation losses from it
 """
 
 from .distill import generalized_jsd_loss, reverse_kl_loss
@@ -16,6 +18,7 @@ from .fused import (
     fused_sft_loss,
     logprob_advantage_chunks,
 )
+from .heads import chunked_distribution_loss, chunked_token_stats, head_logit_chunks
 from .lco import (
     LCO_LOSSES,
     LogitLoss,
@@ -41,14 +44,21 @@ from .policy_gradient import (
     value_loss,
 )
 from .reduction import AGGREGATIONS, aggregate, masked_mean
+from .registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, AdvantageSpec, ObjectiveSpec
 from .targets import optimal_log_policy, optimal_logits
 
 __all__ = [
+    "ADVANTAGE_SPECS",
     "AGGREGATIONS",
     "LCO_LOSSES",
     "LogitLoss",
+    "OBJECTIVE_SPECS",
+    "AdvantageSpec",
+    "ObjectiveSpec",
     "SparseAdvantages",
     "aggregate",
+    "chunked_distribution_loss",
+    "chunked_token_stats",
     "cispo_loss",
     "dpo_advantage_chunks",
     "fused_lco_loss",
@@ -56,6 +66,7 @@ __all__ = [
     "generalized_jsd_loss",
     "gspo_loss",
     "gspo_sequence_log_ratio",
+    "head_logit_chunks",
     "lco_kld",
     "lco_kld_logit_grad",
     "lco_kld_per_token",

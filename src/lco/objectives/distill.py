@@ -10,8 +10,8 @@ import math
 
 import torch
 
+from .._checks import check_finite, check_mask, check_same_shape
 from .reduction import masked_mean
-from .validation import check_finite, check_mask, check_same_shape
 
 
 def _log_probs(student_logits, teacher_logits, temperature: float, mask):

@@ -36,12 +36,17 @@ from dataclasses import dataclass
 
 import torch
 
-# A module import rather than a name import: lco.advantages itself imports
-# lco.objectives.validation, so while `import lco` runs it may still be initialising here.
-from .. import advantages as _advantages
+from .._checks import check_actions, check_beta, check_choice, check_finite, check_mask
+from ..advantages import (
+    NORMALIZATIONS,
+    dpo_advantages,
+    logprob_advantages,
+    normalize_advantages,
+    sparse_advantages,
+)
+from .heads import head_logit_chunks
 from .lco import LCO_LOSSES, LogitLoss, check_support_size
 from .targets import check_beta_negative, check_support_ids, tilt
-from .validation import check_actions, check_beta, check_choice, check_finite, check_mask
 
 RowSource = Callable[[int, int], torch.Tensor]
 """``(start, end) -> [end − start, V]``: one chunk of a per-token quantity over the vocabulary."""
@@ -168,14 +173,14 @@ def dpo_advantage_chunks(
             f"ref_weight has vocabulary size {ref_weight.shape[0]} but dpo_weight has {dpo_weight.shape[0]}"
         )
     heads = [
-        (h.detach(), w.detach().float(), None if b is None else b.detach().float())
+        head_logit_chunks(h.detach(), w.detach().float(), None if b is None else b.detach().float())
         for h, w, b in ((dpo_hidden, dpo_weight, dpo_bias), (ref_hidden, ref_weight, ref_bias))
     ]
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            dpo_logits, ref_logits = (_head_logits(h[start:end].float(), w, b) for h, w, b in heads)
-            return _advantages.dpo_advantages(dpo_logits, ref_logits)
+            dpo_logits, ref_logits = (logits(start, end) for logits in heads)
+            return dpo_advantages(dpo_logits, ref_logits)
 
     return rows
 
@@ -190,17 +195,15 @@ def logprob_advantage_chunks(
     of that chunk's logits, in fp32 and without gradient.
     """
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
-    h, w, b = hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+    logits = head_logit_chunks(
+        hidden.detach(), weight.detach().float(), None if bias is None else bias.detach().float()
+    )
 
     def rows(start: int, end: int) -> torch.Tensor:
         with torch.no_grad():
-            return _advantages.logprob_advantages(_head_logits(h[start:end].float(), w, b))
+            return logprob_advantages(logits(start, end))
 
     return rows
-
-
-def _head_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return h @ w.T if b is None else torch.addmm(b, h, w.T)
 
 
 def _check_finite(name: str, tensor: torch.Tensor | None) -> None:
@@ -343,6 +346,7 @@ class LCOChunk:
     sparse: SparseAdvantages | None = None
     kernel: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     """``(z, z*, support) -> (ℓ, ∂ℓ/∂z)``; ``None`` is ``loss.value_and_grad`` (see :func:`chunk_kernel`)."""
+    stats_temperature: float = 1.0
 
     @property
     def stat_names(self) -> tuple[str, ...]:
@@ -357,7 +361,7 @@ class LCOChunk:
         stats = None
         if self.with_stats:
             actions = None if self.actions is None else self.actions[start:end]
-            stats = _token_stats(value, z, z_old, grad, actions)
+            stats = _token_stats(value, z, z_old, grad, actions, self.stats_temperature)
         return ChunkOutput(value, grad, stats)
 
     def _value_and_grad(self, z, z_star, ids=None):
@@ -375,7 +379,7 @@ class LCOChunk:
         elif self.beta_negative is None:
             z_star = self._dense_target(z_old, self.advantages(start, end).float())
         else:
-            adv = _advantages.normalize_advantages(self.advantages(start, end), self.normalization)
+            adv = normalize_advantages(self.advantages(start, end), self.normalization)
             z_star = z_old + tilt(adv, self.beta, self.beta_negative)
         return self._value_and_grad(z, z_star)
 
@@ -420,7 +424,7 @@ class LCOChunk:
             adv = self.advantages(start, end).float().gather(-1, ids)
         # Normalising the gathered [c, k] over its last axis is normalize_advantages(A, mode,
         # support=ids) read on the support, which is all the loss reads.
-        adv = _advantages.normalize_advantages(adv, self.normalization)
+        adv = normalize_advantages(adv, self.normalization)
         z_star = z_old.float().gather(-1, ids) + tilt(adv, self.beta, self.beta_negative)
         return self._value_and_grad(z, z_star, ids)
 
@@ -509,16 +513,22 @@ def chunk_kernel(loss: LogitLoss, compile: bool | str = False, device: torch.dev
     return _COMPILED[loss.name]
 
 
-def _token_stats(value, z, z_old, grad, actions) -> torch.Tensor:
+def _token_stats(value, z, z_old, grad, actions, temperature: float = 1.0) -> torch.Tensor:
     """The training-dynamics metrics of the paper's Figs. 1/5, per token, ``[k, c]``.
 
-    Policy entropy H(π_θ); KL(π_θ ‖ π_old) (0 on-policy, where z_old is z); and with the sampled
-    actions: π_θ(a_t), |∂ℓ_t/∂z_{a_t}| and the mean of |∂ℓ_t/∂z_a| over the other V − 1 tokens.
-    Gradients are per token, before the 1/#tokens of the mean.
+    Policy entropy H(softmax(z/T)) with T = ``temperature`` (TRL logs the entropy of z/T for its
+    own objectives, so LCO's is comparable); KL(π_θ ‖ π_old) (0 on-policy, where z_old is z); and
+    with the sampled actions: π_θ(a_t), |∂ℓ_t/∂z_{a_t}| and the mean of |∂ℓ_t/∂z_a| over the
+    other V − 1 tokens. Gradients are per token, before the 1/#tokens of the mean.
     """
     log_pi = torch.log_softmax(z, dim=-1)
     pi = log_pi.exp()
-    entropy = -(pi * log_pi).sum(-1)
+    if temperature == 1.0:
+        entropy = -(pi * log_pi).sum(-1)
+    else:
+        log_pi_t = torch.log_softmax(z / temperature, dim=-1)
+        entropy = -(log_pi_t.exp() * log_pi_t).sum(-1)
+        del log_pi_t
     if z_old is z:
         kl = torch.zeros_like(entropy)
     else:
@@ -570,7 +580,7 @@ def _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads
     """
     grad_hidden, grad_weight, grad_bias = grads
     h = hidden[start:end].float()
-    z = _head_logits(h, w32, b32)
+    z = head_logit_chunks(h, w32, b32)(0, h.shape[0])
     out = chunk_loss(z, start, end)
     del z  # the chunk loss has what it needs; free the block before the matmuls below
     if out.stats is not None:
@@ -679,6 +689,7 @@ def fused_lco_loss(
     beta_negative: float | None = None,
     support: int | torch.Tensor | str | None = None,
     compile: bool | str = False,
+    stats_temperature: float = 1.0,
 ):
     """LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10) of the logits z = h Wᵀ (+ b), chunk by chunk.
 
@@ -727,17 +738,21 @@ def fused_lco_loss(
             (KL(π_θ ‖ π_old)) and, when actions are known, ``sampled_prob`` (π_θ(a_t)),
             ``logit_grad_sampled`` (|∂ℓ_t/∂z_{a_t}|) and ``logit_grad_nonsampled`` (mean |∂ℓ_t/∂z_a|
             over a ≠ a_t).
+        stats_temperature: T > 0 of the ``entropy`` stat, H(softmax(z/T)) (the sampling
+            temperature, as TRL logs it); the loss and the other stats do not read it.
 
     Returns the scalar fp32 loss, or ``(loss, stats)`` with ``return_stats=True``.
     """
     check_choice("loss", loss, tuple(LCO_LOSSES))
-    check_choice("normalization", normalization, _advantages.NORMALIZATIONS)
+    check_choice("normalization", normalization, NORMALIZATIONS)
     beta = check_beta(beta)
     beta_negative = check_beta_negative(beta_negative)
     _check_head("hidden", hidden, "weight", weight, "bias", bias)
     n_tokens, vocab_size = hidden.shape[0], weight.shape[0]
     chunk_size = _check_chunk_size(chunk_size, hidden, vocab_size)
     check_mask(mask, torch.Size([n_tokens]))
+    if not (isinstance(stats_temperature, (int, float)) and stats_temperature > 0):
+        raise ValueError(f"stats_temperature must be a number > 0, got {stats_temperature!r}")
     kernel = chunk_kernel(LCO_LOSSES[loss], compile, hidden.device)
 
     if isinstance(advantages, SparseAdvantages):
@@ -751,7 +766,7 @@ def fused_lco_loss(
         actions = sparse.actions
 
         def advantage_rows(start: int, end: int) -> torch.Tensor:
-            return _advantages.sparse_advantages(
+            return sparse_advantages(
                 sparse.token_advantages[start:end].detach(), sparse.actions[start:end], vocab_size
             )
     else:
@@ -782,6 +797,7 @@ def fused_lco_loss(
         support=support,
         sparse=advantages if isinstance(advantages, SparseAdvantages) else None,
         kernel=kernel,
+        stats_temperature=float(stats_temperature),
     )
     return _run(hidden, weight, bias, chunk_loss, mask, chunk_size, return_stats)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_finite, check_mask, check_same_shape
 from .reduction import masked_mean
 from .targets import optimal_logits, support_ids
-from .validation import check_finite, check_mask, check_same_shape
 
 _LOG_COSH_SPLIT = 20.0
 """Above this |x|, log cosh x = |x| − log 2 + log1p(e^{−2|x|}) differs from |x| − log 2 by

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_actions, check_finite, check_mask, check_same_shape
 from .reduction import aggregate, masked_mean
-from .validation import check_actions, check_finite, check_mask, check_same_shape
 
 
 def _check_token_inputs(mask, **tensors: torch.Tensor) -> None:

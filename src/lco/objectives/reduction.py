@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_choice, check_mask
+from .._checks import check_choice, check_mask
 
 AGGREGATIONS = ("token_mean", "sequence_mean", "constant")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_beta, check_finite, check_same_shape
+from .._checks import check_beta, check_finite, check_same_shape
 
 Support = int | torch.Tensor | None
 """``None`` (whole vocabulary), an int k (top-k of z_old) or token ids ``[..., k]`` (integer)."""

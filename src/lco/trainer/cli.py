@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 
 # Which script arguments are ours (the rest belong to LCOConfig), listed for `lco train --help`.
@@ -67,29 +68,30 @@ def parse(config_path: str, overrides: list[str]):
     return script, config
 
 
-def load_train_dataset(spec: str, split: str):
-    from datasets import DatasetDict, load_dataset, load_from_disk
+def resolve_rewards(names: list[str]) -> list:
+    """Reward functions by name; ``module:function`` also finds a module in the working directory.
 
-    builders = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-    extension = os.path.splitext(spec)[1].lower()
-    if os.path.isfile(spec):
-        if extension not in builders:
-            raise ValueError(f"dataset file {spec!r} must be .json, .jsonl, .csv or .parquet")
-        return load_dataset(builders[extension], data_files=spec, split="train")
-    if os.path.isdir(spec):
-        loaded = load_from_disk(spec)
-        return loaded[split] if isinstance(loaded, DatasetDict) else loaded
-    return load_dataset(spec, split=split)
+    ``python -m`` puts the working directory on ``sys.path`` but the ``lco`` console script does
+    not, so a ``rewards.py`` next to the config would otherwise need ``PYTHONPATH=.``.
+    """
+    from ..rewards import resolve_reward
+
+    cwd = os.getcwd()
+    if any(":" in name for name in names) and cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)  # after site-packages: a local file never shadows an installed package
+    return [resolve_reward(name) for name in names]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rewards import resolve_reward
-    from .data import check_train_dataset
-    from .trainer import LCOTrainer
+    from .data import check_train_dataset, load_train_dataset
+    from .preflight import check_before_loading
+    from .trainer import LCOTrainer, auxiliary_model_paths
 
     overrides = [a for a in args.overrides if a != "--"]
     script, config = parse(args.config, overrides)
-    reward_funcs = [resolve_reward(name) for name in script.reward_funcs]
+    # paths, extras and β first: every one of these would otherwise surface after a model load
+    check_before_loading(config, script.model_name_or_path, auxiliary_model_paths(config))
+    reward_funcs = resolve_rewards(script.reward_funcs)
     dataset = load_train_dataset(script.dataset, script.dataset_split)
     check_train_dataset(dataset)
     trainer = LCOTrainer(

@@ -7,95 +7,210 @@ here, before any model is loaded (see :data:`REJECTED_PAIRS` and docs/trainer.md
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-# LCO's own objectives (eqs. 8–10) and the baselines of §5.
-LCO_OBJECTIVES = ("lco_kld", "lco_lch", "lco_mse")
+from ..advantages import NORMALIZATIONS
+from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, advantage_spec, objective_spec
+
+OBJECTIVES = tuple(OBJECTIVE_SPECS)
+ADVANTAGES = tuple(ADVANTAGE_SPECS)
+# LCO's own objectives (eqs. 8–10); the others are the baselines of §5.
+LCO_OBJECTIVES = tuple(name for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "lco")
 # Objectives whose loss is TRL's own `GRPOTrainer._compute_loss`: objective -> GRPOConfig overrides.
 TRL_OBJECTIVES: dict[str, dict] = {
-    "grpo": {"loss_type": "grpo"},
-    "dapo": {"loss_type": "dapo"},
-    "dr_grpo": {"loss_type": "dr_grpo"},
-    # GSPO is TRL's GRPO loss with sequence-level importance sampling (Zheng et al., 2025).
-    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
-    "cispo": {"loss_type": "cispo"},
+    name: dict(spec.grpo_config) for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "trl"
 }
-# Each method's own published defaults, applied only where the user left TRL's default in place
-# (epsilon 0.2, epsilon_high None, scale_rewards "group"): DAPO's clip-higher 0.28, CISPO's
-# ε_max 5.0 (TRL's docs; with None TRL would clamp the IS weight at 0.2), GSPO's 3e-4/4e-4
-# sequence-ratio clip, and Dr. GRPO's unscaled advantages.
+# Each method's own published defaults, applied only where the user left TRL's default in place.
 METHOD_DEFAULTS: dict[str, dict] = {
-    "dapo": {"epsilon_high": 0.28},
-    "cispo": {"epsilon_high": 5.0},
-    "gspo": {"epsilon": 3e-4, "epsilon_high": 4e-4},
-    "dr_grpo": {"scale_rewards": "none"},
+    name: dict(spec.published_defaults) for name, spec in OBJECTIVE_SPECS.items() if spec.published_defaults
 }
 _TRL_DEFAULTS = {"epsilon": 0.2, "epsilon_high": None, "scale_rewards": "group"}
-OWN_BASELINES = ("ppo", "reinforce", "minillm", "gkd", "sft")
-OBJECTIVES = LCO_OBJECTIVES + tuple(TRL_OBJECTIVES) + OWN_BASELINES
+OWN_BASELINES = tuple(
+    name for name in OBJECTIVES if name not in LCO_OBJECTIVES and name not in TRL_OBJECTIVES
+)
+DENSE_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.dense)
+REWARD_MODEL_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.reward_models)
+# The π* support of the LCO target: the whole vocabulary (eq. 6), π_old's top-k, or the sampled token.
+LCO_SUPPORTS = ("full", "top_k", "sampled")
+# Fields that only act on an LCO objective's target z* (ObjectiveSpec.accepts_lco_options);
+# any other objective refuses them when they differ from their defaults.
+LCO_OPTION_FIELDS = (
+    "lco_anchor_update_steps",
+    "lco_support",
+    "lco_support_k",
+    "lco_beta_negative",
+    "lco_temperature_consistent",
+    "lco_preset",
+)
 
-# outcome: group/batch-normalised sequence reward on the sampled tokens (sparse, eq. 11).
-# dpo_token: log φ_DPO/φ_ref at the sampled token (sparse). dpo_dense: eq. 13 over the whole
-# vocabulary (the paper's default). logprob_dense: eq. 12.
-ADVANTAGES = ("outcome", "dpo_token", "dpo_dense", "logprob_dense")
-DENSE_ADVANTAGES = ("dpo_dense", "logprob_dense")
-REWARD_MODEL_ADVANTAGES = ("dpo_token", "dpo_dense", "logprob_dense")
+
+def _hundred_beta(config) -> float:
+    return 100.0 * config.lco_beta
+
+
+# Named settings of the stability options (docs/trainer.md, "Stability options"), applied only to
+# the fields the user left at their default. A value may be a function of the config (β_negative
+# follows lco_beta). "paper": the paper as written (arXiv 2603.00963; every value is the default).
+# "authors": their public code (llama-rlhf): π_old's top-5, std over those 5 without centring,
+# β × 100 where A < 0 (their rule-reward trainers, A ≤ 0: at A = 0 the tilt is 0 either way) and
+# the old logits of all rollouts from the initial policy.
+LCO_PRESETS: dict[str, dict] = {
+    "paper": {
+        "lco_support": "full",
+        "lco_anchor_update_steps": 1,
+        "lco_beta_negative": None,
+        "advantage_normalization": "mean",
+        "lco_temperature_consistent": False,
+    },
+    "authors": {
+        "lco_support": "top_k",
+        "lco_support_k": 5,
+        "advantage_normalization": "std",
+        "lco_beta_negative": _hundred_beta,
+        "lco_anchor_update_steps": 0,
+    },
+}
+
 # Step-size guard of the Gradient-Gap metrics (docs/gap.md): off, warn, or warn and lower the lr.
 GAP_STEP_GUARDS = ("off", "warn", "scale")
 
-
-def _rejected_pairs() -> dict[tuple[str, str], str]:
-    """Objective × advantage pairs that make no sense, each with the reason shown to the user."""
-    rejected: dict[tuple[str, str], str] = {}
-    for objective in (*TRL_OBJECTIVES, "reinforce"):
-        for advantage in DENSE_ADVANTAGES:
-            rejected[(objective, advantage)] = (
-                "a policy-gradient objective only sees the sampled token, so a dense advantage over the "
-                "vocabulary has nothing to act on; use advantage='outcome' or 'dpo_token'"
-            )
-    rejected[("gspo", "dpo_token")] = (
-        "GSPO weights whole sequences by one sequence-level ratio and advantage; a per-token advantage "
-        "contradicts it; use advantage='outcome'"
-    )
-    for advantage in ("dpo_token", *DENSE_ADVANTAGES):
-        rejected[("ppo", advantage)] = (
-            "PPO here estimates token advantages itself with a critic and GAE from the outcome reward "
-            "(with the per-token KL folded in); use advantage='outcome'"
-        )
-        rejected[("sft", advantage)] = (
-            "sft imitates the completions whose outcome advantage is positive; it needs advantage='outcome'"
-        )
-        for objective in ("minillm", "gkd"):
-            rejected[(objective, advantage)] = (
-                "distillation follows the teacher's distribution and uses no advantage; leave "
-                "advantage='outcome' (only the teacher is used)"
-            )
-    return rejected
-
-
-REJECTED_PAIRS = _rejected_pairs()
-VALID_PAIRS = tuple((o, a) for o in OBJECTIVES for a in ADVANTAGES if (o, a) not in REJECTED_PAIRS)
+# Objective × advantage pairs that make no sense, each with the reason shown to the user
+# (each objective's ``rejected_advantages`` in :data:`lco.objectives.registry.OBJECTIVE_SPECS`).
+REJECTED_PAIRS: dict[tuple[str, str], str] = {
+    (objective, advantage): reason
+    for objective, spec in OBJECTIVE_SPECS.items()
+    for advantage, reason in spec.rejected_advantages.items()
+}
+VALID_PAIRS = tuple((o, a) for o in OBJECTIVES for a in ADVANTAGES if OBJECTIVE_SPECS[o].accepts(a))
 
 
 @dataclass
 class LCOConfig(GRPOConfig):
-    r"""Configuration for :class:`lco.LCOTrainer`: every ``GRPOConfig`` field, plus the following.
+    r"""
+    Configuration class for :class:`lco.LCOTrainer`.
+
+    Every field of TRL's ``GRPOConfig`` (and so of ``transformers.TrainingArguments``) keeps its meaning;
+    this class adds only the fields below. As with ``GRPOConfig``, ``transformers.HfArgumentParser`` (and
+    ``lco train``) turns them into YAML keys and ``--field value`` command-line arguments.
 
     Parameters:
-        objective: the loss — ``lco_kld`` (default), ``lco_lch``, ``lco_mse``, or a baseline:
-            ``ppo``, ``reinforce``, ``grpo``, ``dapo``, ``dr_grpo``, ``gspo``, ``cispo`` (TRL's own code
-            path), ``minillm``, ``gkd``, ``sft``.
-        advantage: ``outcome`` (default), ``dpo_token``, ``dpo_dense`` (the paper's default), ``logprob_dense``.
-        lco_beta: β of eqs. 2, 6, 7 (default 1.0, the paper's).
-        advantage_normalization: per-step normalisation over the vocabulary (§4.4).
-        reward_model_path: φ_DPO, a causal LM trained with TRL's DPOTrainer (for the DPO advantages).
-        reference_reward_model_path: φ_ref, the model φ_DPO was trained from.
-        teacher_model_path: the teacher for ``minillm``/``gkd`` (defaults to ``reward_model_path``, as in Table 4).
-        gap_every: log the Gradient-Gap metrics (Δμ, η_k, M, the bound on J) every this many steps; 0 = off.
-        gap_step_guard: ``off`` (default), ``warn`` or ``scale``: the heuristic step-size guard of docs/gap.md.
+        > Parameters that choose the method
+
+        objective (`str`, *optional*, defaults to `"lco_kld"`):
+            The loss: LCO's ``lco_kld``, ``lco_lch``, ``lco_mse`` (eqs. 10, 9, 8), or a baseline — ``grpo``,
+            ``dapo``, ``dr_grpo``, ``gspo``, ``cispo`` (TRL's own loss, with ``loss_type`` and the method's
+            published clip/scaling defaults set for you), ``ppo`` (critic + GAE), ``reinforce`` (leave-one-out
+            baseline), ``minillm``, ``gkd`` (on-policy distillation to a teacher), ``sft`` (on the completions
+            with a positive advantage). What each needs is its row of
+            :data:`lco.objectives.registry.OBJECTIVE_SPECS`.
+        advantage (`str`, *optional*, defaults to `"outcome"`):
+            The advantage estimator of §4.2: ``outcome`` (the group-normalised sequence reward on the sampled
+            tokens, eq. 11), ``dpo_token`` (log φ_DPO/φ_ref at the sampled token), ``dpo_dense`` (eq. 13 over the
+            vocabulary; the paper's default), ``logprob_dense`` (eq. 12). Pairs that make no sense are rejected
+            with the reason (:data:`lco.trainer.REJECTED_PAIRS`).
+
+        > Parameters that control the LCO target (eqs. 2, 6, 7)
+
+        lco_beta (`float`, *optional*, defaults to `1.0`):
+            β of the KL-regularised objective (eq. 2): z* = z_old + A/β (eq. 7). The paper's value.
+        advantage_normalization (`str`, *optional*, defaults to `"mean"`):
+            Per-step normalisation of the advantage over the vocabulary (§4.4), or over the support when
+            ``lco_support`` is not ``full``, one of :data:`lco.NORMALIZATIONS`: ``mean`` (centring; leaves π*
+            unchanged), ``mean_std``, ``std`` (divide by the std, no centring: the authors' code), ``none``.
+
+        > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
+
+        lco_anchor_update_steps (`int`, *optional*, defaults to `1`):
+            The anchor π_old of z* = z_old + A/β (eq. 7): a frozen snapshot of the policy refreshed every this many
+            optimizer steps (at steps 0, m, 2m, …); z_old is the snapshot's exact logits on each batch. 1 is the
+            paper (the policy that generated the batch; no extra copy); 0 never refreshes: the initial policy, the
+            KL-regularised optimum around the starting model (the authors' code). Other values keep one frozen copy
+            of the policy. Refused with PEFT, DeepSpeed ZeRO-3 and FSDP.
+        lco_support (`str`, *optional*, defaults to `"full"`):
+            The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
+            ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5) or ``sampled`` (the
+            sampled token only: the authors' sampled-logit regression, ``lco_mse``/``lco_lch`` with
+            ``advantage_normalization="none"``).
+        lco_support_k (`int`, *optional*, defaults to `5`):
+            k of ``lco_support="top_k"``.
+        lco_beta_negative (`float` or `None`, *optional*, defaults to `None`):
+            β for the entries with A < 0 (z* = z_old + A/β_negative there); ``None`` is ``lco_beta``. The authors
+            use 100·β for the rule reward.
+        lco_temperature_consistent (`bool`, *optional*, defaults to `False`):
+            When true, z_old and the loss use z/T with T the sampling ``temperature`` (as TRL's objectives do);
+            false is the paper (T = 1 logits whatever the sampling temperature).
+        lco_preset (`str` or `None`, *optional*, defaults to `None`):
+            Named settings of the options above: ``paper`` (full support, anchor every step, no β_negative,
+            ``mean`` normalisation, T = 1; the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
+            β_negative = 100·β, anchor = the initial policy). Applied only to the fields left at their default
+            (a field set to its default value counts as left).
+
+        > Parameters that name the frozen models
+
+        reward_model_path (`str` or `None`, *optional*, defaults to `None`):
+            Path or hub id of φ_DPO, a causal LM trained with TRL's ``DPOTrainer``; needed by the DPO and
+            log-probability advantages. Must share the policy's tokenizer.
+        reference_reward_model_path (`str` or `None`, *optional*, defaults to `None`):
+            Path or hub id of φ_ref, the model φ_DPO was trained from (``dpo_token`` and ``dpo_dense``).
+        teacher_model_path (`str` or `None`, *optional*, defaults to `None`):
+            The teacher of ``minillm``/``gkd``; when unset, ``reward_model_path`` (the paper's Table 4).
+
+        > Parameters that control memory
+
+        head_chunk_size (`int` or `None`, *optional*, defaults to `None`):
+            Tokens per chunk on every LM-head path (the fused LCO loss, the log-probabilities of the policy-gradient
+            baselines and of PPO's old policy and reference, the distillation losses, the dense advantages): bounds
+            the ``[chunk, V]`` logits held at once. ``None`` uses the fused loss's measured default,
+            :func:`lco.objectives.fused.default_chunk_size` of the policy's vocabulary (256 tokens up to 262k
+            entries).
+        lco_chunk_size (`int` or `None`, *optional*, defaults to `None`):
+            Deprecated alias of ``head_chunk_size`` (it always set every head path, not only LCO's); setting it
+            warns and sets ``head_chunk_size``.
+
+        > Parameters of the baselines
+
+        gkd_beta (`float`, *optional*, defaults to `0.5`):
+            β of GKD's generalised JSD (TRL's ``GKDConfig`` default; 0 = forward KL, 1 = reverse KL).
+        ppo_gamma (`float`, *optional*, defaults to `1.0`):
+            PPO: discount γ of GAE (defaults of TRL's former ``PPOConfig``, trl 0.19).
+        ppo_lam (`float`, *optional*, defaults to `0.95`):
+            PPO: λ of GAE.
+        ppo_cliprange_value (`float`, *optional*, defaults to `0.2`):
+            PPO: clip range of the value function around the old values.
+        ppo_vf_coef (`float`, *optional*, defaults to `0.1`):
+            PPO: weight of the value loss.
+        ppo_kl_coef (`float`, *optional*, defaults to `0.05`):
+            PPO: per-token KL penalty to the frozen initial policy, folded into the reward; 0 loads no reference.
+        ppo_epochs (`int`, *optional*, defaults to `4`):
+            PPO: optimisation epochs per rollout; sets ``num_iterations`` when ``objective="ppo"``.
+
+        > Parameters that control the diagnostics
+
+        dynamics_every (`int`, *optional*, defaults to `0`):
+            Every this many steps, log the parameter-gradient norm split by advantage sign (two extra backward
+            passes; the paper's Figs. 3–6). 0 disables.
+        gap_every (`int`, *optional*, defaults to `0`):
+            Every this many optimizer steps, log the Gradient-Gap metrics (Δμ, η_k, M, the bound on J; docs/gap.md)
+            for any objective: two extra backward passes and three parameter-sized fp32 buffers. Needs binary
+            sequence rewards (correct = reward > 0). 0 disables.
+        gap_step_guard (`str`, *optional*, defaults to `"off"`):
+            The heuristic step-size guard of docs/gap.md: ``off``, ``warn`` (warn when η_k exceeds
+            ``gap_step_guard_tolerance`` × the estimated threshold of eq. 15a) or ``scale`` (also lower the
+            learning rate). Needs ``gap_every > 0``.
+        gap_step_guard_tolerance (`float`, *optional*, defaults to `4.0`):
+            The guard acts when η_k > tolerance × the estimated threshold η*_k.
+        gap_step_guard_min_lr_scale (`float`, *optional*, defaults to `0.01`):
+            With ``gap_step_guard="scale"``, the learning-rate multiplier never goes below this.
+
+        > Parameters that control failure
+
+        max_nonfinite_steps (`int`, *optional*, defaults to `3`):
+            Stop with an error after this many consecutive steps with a NaN/inf loss or gradient.
     """
 
     objective: str = field(
@@ -117,7 +232,43 @@ class LCOConfig(GRPOConfig):
     advantage_normalization: str = field(
         default="mean",
         metadata={
-            "help": "Per-step normalisation of the advantage over the vocabulary: 'mean', 'mean_std', 'none'."
+            "help": "Per-step normalisation of the advantage over the vocabulary (or the support): 'mean', "
+            "'mean_std', 'std' (no centring), 'none'."
+        },
+    )
+    lco_anchor_update_steps: int = field(
+        default=1,
+        metadata={
+            "help": "LCO anchor π_old: a frozen snapshot of the policy refreshed every this many optimizer steps "
+            "(at 0, m, 2m, ...). 1 = the paper (the generating policy, no extra copy); 0 = never (the initial "
+            "policy)."
+        },
+    )
+    lco_support: str = field(
+        default="full",
+        metadata={
+            "help": "Support of π*: 'full' (whole vocabulary, eq. 6), 'top_k' (π_old's lco_support_k most likely "
+            "tokens) or 'sampled' (the sampled token; lco_mse/lco_lch with advantage_normalization='none')."
+        },
+    )
+    lco_support_k: int = field(default=5, metadata={"help": "k of lco_support='top_k'."})
+    lco_beta_negative: float | None = field(
+        default=None,
+        metadata={"help": "β where A < 0 (z* = z_old + A/β_negative there); None = lco_beta."},
+    )
+    lco_temperature_consistent: bool = field(
+        default=False,
+        metadata={
+            "help": "Use z/T (T = the sampling temperature) for z_old and the loss, as TRL's objectives do; "
+            "False = the paper (T = 1 logits)."
+        },
+    )
+    lco_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Named stability settings, applied to the fields left at their default: 'paper' (the paper "
+            "as written) or 'authors' (top-5 support, std normalisation, β_negative = 100·β, anchor = initial "
+            "policy)."
         },
     )
     reward_model_path: str | None = field(
@@ -134,11 +285,17 @@ class LCOConfig(GRPOConfig):
             "help": "Teacher for 'minillm'/'gkd'; defaults to reward_model_path (the paper's Table 4)."
         },
     )
-    lco_chunk_size: int = field(
-        default=1024,
+    head_chunk_size: int | None = field(
+        default=None,
         metadata={
-            "help": "Tokens per chunk in the fused LCO loss: bounds the [chunk, V] logits held at once."
+            "help": "Tokens per chunk on every LM-head path (fused LCO loss, policy-gradient and distillation "
+            "log-probabilities, dense advantages): bounds the [chunk, V] logits held at once. Default: the fused "
+            "loss's measured default for the policy's vocabulary (256 tokens up to 262k entries)."
         },
+    )
+    lco_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of head_chunk_size (it sets every head path, not only LCO's)."},
     )
     gkd_beta: float = field(
         default=0.5,
@@ -202,47 +359,86 @@ class LCOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        self._resolve_chunk_size_alias()
+        self._apply_lco_preset()
         validate_choices(self)
-        if self.objective in TRL_OBJECTIVES:
-            for name, value in TRL_OBJECTIVES[self.objective].items():
-                setattr(self, name, value)
-        for name, value in METHOD_DEFAULTS.get(self.objective, {}).items():
+        spec = OBJECTIVE_SPECS[self.objective]
+        for name, value in spec.grpo_config.items():
+            setattr(self, name, value)
+        for name, value in spec.published_defaults.items():
             if getattr(self, name) == _TRL_DEFAULTS[name]:
                 setattr(self, name, value)
         if self.objective == "ppo":
             self.num_iterations = self.ppo_epochs
         super().__post_init__()
 
+    def _apply_lco_preset(self) -> None:
+        """Refuse the LCO options on other objectives, then fill the preset into the fields left at default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LCO_OPTION_FIELDS}
+        defaults["advantage_normalization"] = "mean"
+        objective = objective_spec(self.objective)
+        if not objective.accepts_lco_options:
+            for name in LCO_OPTION_FIELDS:
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(
+                        f"{name} applies to the LCO objectives ({', '.join(LCO_OBJECTIVES)}) only; "
+                        f"objective={self.objective!r} does not read it"
+                    )
+        if self.lco_preset is None:
+            return
+        if self.lco_preset not in LCO_PRESETS:
+            raise ValueError(
+                f"lco_preset must be None or one of {', '.join(repr(p) for p in LCO_PRESETS)}; got {self.lco_preset!r}"
+            )
+        for name, value in LCO_PRESETS[self.lco_preset].items():
+            if getattr(self, name) == defaults[name]:
+                setattr(self, name, value(self) if callable(value) else value)
+
+    def _resolve_chunk_size_alias(self) -> None:
+        if self.lco_chunk_size is None:
+            return
+        warnings.warn(
+            "lco_chunk_size is deprecated: it sets every LM-head path, not only LCO's; use head_chunk_size",
+            FutureWarning,
+            stacklevel=4,
+        )
+        if self.head_chunk_size is not None and self.head_chunk_size != self.lco_chunk_size:
+            raise ValueError(
+                f"head_chunk_size={self.head_chunk_size} and its deprecated alias lco_chunk_size="
+                f"{self.lco_chunk_size} disagree; set only head_chunk_size"
+            )
+        self.head_chunk_size = self.lco_chunk_size
+
 
 def validate_choices(config: LCOConfig) -> None:
     """Reject bad objective/advantage settings with one clear error, before anything is loaded."""
-    if config.objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {config.objective!r}")
-    if config.advantage not in ADVANTAGES:
-        raise ValueError(f"advantage must be one of {', '.join(ADVANTAGES)}; got {config.advantage!r}")
-    reason = REJECTED_PAIRS.get((config.objective, config.advantage))
+    objective = objective_spec(config.objective)
+    advantage = advantage_spec(config.advantage)
+    reason = objective.rejected_advantages.get(advantage.name)
     if reason is not None:
         raise ValueError(
             f"objective={config.objective!r} with advantage={config.advantage!r} is not supported: {reason}"
         )
     if not (config.lco_beta > 0):
         raise ValueError(f"lco_beta must be > 0 (β of eq. 2), got {config.lco_beta}")
-    if config.advantage_normalization not in ("mean", "mean_std", "none"):
+    if config.advantage_normalization not in NORMALIZATIONS:
         raise ValueError(
-            f"advantage_normalization must be 'mean', 'mean_std' or 'none'; got {config.advantage_normalization!r}"
+            f"advantage_normalization must be one of {', '.join(repr(n) for n in NORMALIZATIONS)}; "
+            f"got {config.advantage_normalization!r}"
         )
-    if config.advantage in ("dpo_token", "dpo_dense") and not (
+    validate_lco_options(config)
+    if advantage.reward_models == ("dpo", "ref") and not (
         config.reward_model_path and config.reference_reward_model_path
     ):
         raise ValueError(
             f"advantage={config.advantage!r} needs both reward_model_path (φ_DPO) and reference_reward_model_path (φ_ref)"
         )
-    if config.advantage == "logprob_dense" and not config.reward_model_path:
-        raise ValueError("advantage='logprob_dense' needs reward_model_path (the model φ of eq. 12)")
-    if config.objective in ("minillm", "gkd") and not (config.teacher_model_path or config.reward_model_path):
+    if advantage.reward_models == ("dpo",) and not config.reward_model_path:
+        raise ValueError(f"advantage={config.advantage!r} needs reward_model_path (the model φ of eq. 12)")
+    if objective.needs_teacher and not (config.teacher_model_path or config.reward_model_path):
         raise ValueError(f"objective={config.objective!r} needs teacher_model_path (or reward_model_path)")
-    if config.lco_chunk_size <= 0:
-        raise ValueError(f"lco_chunk_size must be positive, got {config.lco_chunk_size}")
+    if config.head_chunk_size is not None and config.head_chunk_size <= 0:
+        raise ValueError(f"head_chunk_size must be positive, got {config.head_chunk_size}")
     if config.dynamics_every < 0:
         raise ValueError(f"dynamics_every must be >= 0, got {config.dynamics_every}")
     if config.gap_every < 0:
@@ -278,3 +474,42 @@ def validate_choices(config: LCOConfig) -> None:
         raise ValueError(f"ppo_epochs must be >= 1, got {config.ppo_epochs}")
     if not 0.0 <= config.gkd_beta <= 1.0:
         raise ValueError(f"gkd_beta must lie in [0, 1], got {config.gkd_beta}")
+
+
+def validate_lco_options(config: LCOConfig) -> None:
+    """The stability options (docs/trainer.md, "Stability options"), each refused with its field's name."""
+    m = config.lco_anchor_update_steps
+    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        raise ValueError(
+            f"lco_anchor_update_steps must be an int >= 0 (1 = every step, 0 = never: the initial policy), got {m!r}"
+        )
+    if config.lco_support not in LCO_SUPPORTS:
+        raise ValueError(
+            f"lco_support must be one of {', '.join(repr(s) for s in LCO_SUPPORTS)}; got {config.lco_support!r}"
+        )
+    k = config.lco_support_k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"lco_support_k must be an int >= 1, got {k!r}")
+    if k != 5 and config.lco_support != "top_k":
+        raise ValueError(
+            f"lco_support_k={k} is read only with lco_support='top_k' (lco_support={config.lco_support!r})"
+        )
+    support_size = {"full": None, "top_k": k, "sampled": 1}[config.lco_support]
+    if support_size == 1 and config.objective == "lco_kld":
+        raise ValueError(
+            f"lco_support={config.lco_support!r} with one entry per token makes lco_kld's π* the one-hot of that "
+            "entry whatever the advantage (SFT on it); use lco_mse / lco_lch, or lco_support='top_k' with "
+            "lco_support_k >= 2"
+        )
+    if support_size == 1 and config.advantage_normalization != "none":
+        raise ValueError(
+            f"advantage_normalization={config.advantage_normalization!r} has no statistics over a one-entry "
+            f"support (lco_support={config.lco_support!r}); set advantage_normalization='none'"
+        )
+    beta_negative = config.lco_beta_negative
+    if beta_negative is not None and not (math.isfinite(beta_negative) and beta_negative > 0):
+        raise ValueError(f"lco_beta_negative must be None or a finite number > 0, got {beta_negative}")
+    if not isinstance(config.lco_temperature_consistent, bool):
+        raise ValueError(
+            f"lco_temperature_consistent must be true or false, got {config.lco_temperature_consistent!r}"
+        )

@@ -1,26 +1,38 @@
 """``LCOTrainer``: TRL's ``GRPOTrainer`` with LCO and the paper's baselines as one config switch.
 
-The trainer only wires. Generation, reward functions, vLLM, accelerate/DeepSpeed and logging
-are TRL's. At generation time it saves what the chosen objective × advantage needs — the old
-policy's final hidden states (never its ``[B, T, V]`` logits), the reward models' hidden
-states, critic values — and at loss time it hands tensors to a pure objective from
-:mod:`lco.objectives` and an estimator from :mod:`lco.advantages`:
+The trainer only wires. Generation, reward functions, vLLM, accelerate/DeepSpeed and logging are
+TRL's. What an objective × advantage needs is its row of :mod:`lco.objectives.registry`; the
+trainer reads the row and never branches on the objective's or the advantage's name.
+
+At generation time (:meth:`LCOTrainer._generate_and_score_completions`) it puts into the batch what
+the row asks for — the old policy's final hidden states and a copy of its head when rollouts are
+reused (never its ``[B, T, V]`` logits), the reward models' or teacher's hidden states and heads,
+the critic's values and PPO's old/reference log-probs — and builds the token advantages with the
+row's builder from :mod:`lco.advantages`. With ``lco_anchor_update_steps`` ≠ 1 the "old policy" is
+the frozen snapshot of :mod:`lco.trainer.anchor`, on every batch. At loss time (:meth:`LCOTrainer._objective_loss`) it
+hands those tensors to a pure objective:
 
 =============================  =================================================================
 objective                      loss
 =============================  =================================================================
 lco_kld / lco_lch / lco_mse    :func:`lco.objectives.fused.fused_lco_loss` (eqs. 8–10), chunked
 grpo dapo dr_grpo gspo cispo   TRL's own ``GRPOTrainer._compute_loss`` (``loss_type`` set for you)
-ppo                            :func:`lco.ppo_clip_loss` + critic (:func:`lco.value_loss`, :func:`lco.gae`)
-reinforce                      :func:`lco.reinforce_loss` with a leave-one-out / batch-mean baseline
-minillm / gkd                  :func:`lco.reverse_kl_loss` / :func:`lco.generalized_jsd_loss` to the teacher
-sft                            :func:`lco.sft_loss` on the completions with a positive advantage
+ppo                            :func:`lco.ppo_clip_loss` + :func:`lco.value_loss`; advantages from
+                               :func:`lco.ppo_token_rewards` and :func:`lco.ppo_gae_advantages`
+reinforce                      :func:`lco.reinforce_loss`; advantages from :func:`lco.reinforce_advantages`
+minillm / gkd                  :func:`lco.objectives.heads.chunked_distribution_loss` with the reverse KL /
+                               generalised JSD per token, to the teacher
+sft                            the NLL of the completions with a positive advantage
 =============================  =================================================================
+
+Every LM-head path reads logits through :func:`lco.objectives.heads.head_logit_chunks`, one chunk
+of ``head_chunk_size`` tokens at a time, inside the model's patched forward
+(:mod:`lco.trainer.hidden_state_forward`).
 """
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
 import logging
 import os
@@ -33,22 +45,33 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 
-from ..advantages import gae, group_advantages, normalize_advantages
-from ..objectives.distill import generalized_jsd_per_token, reverse_kl_per_token
+from ..advantages import (
+    normalize_advantages,
+    ppo_gae_advantages,
+    ppo_token_rewards,
+    reinforce_advantages,
+)
 from ..objectives.fused import (
     SparseAdvantages,
+    default_chunk_size,
     dpo_advantage_chunks,
     fused_lco_loss,
     logprob_advantage_chunks,
 )
+from ..objectives.heads import chunked_distribution_loss, chunked_token_stats, head_logit_chunks
 from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from ..objectives.reduction import masked_mean
-from .config import LCO_OBJECTIVES, TRL_OBJECTIVES, LCOConfig
+from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
+from ..vocabularies import vocabulary_difference
+from .anchor import PolicyAnchor
+from .checkpoints import resolve_resume_checkpoint, staged_save
+from .config import LCOConfig
 from .data import check_train_dataset
 from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
 from .guard import NonFiniteGuard
-from .heads import chunked_distribution_loss, chunked_token_stats
-from .lm_head import add_hidden_state_head, head_outputs
+from .hidden_state_forward import add_hidden_state_head, head_outputs
+from .preflight import check_before_loading
+from .value_head import attach_value_head, load_value_head, save_value_head
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -88,8 +111,11 @@ class LCOTrainer(GRPOTrainer):
             )
         # Everything that can be checked without loading a model is checked first.
         check_train_dataset(train_dataset)
+        self._spec = OBJECTIVE_SPECS[args.objective]
+        self._advantage = ADVANTAGE_SPECS[args.advantage]
+        check_before_loading(args, model, auxiliary_model_paths(args))
         if reward_funcs is None:
-            if args.objective in ("minillm", "gkd") or args.advantage != "outcome":
+            if not (self._spec.uses_advantage and self._advantage.uses_outcome_reward):
                 reward_funcs = []  # rewards are then only logged if the user passes some
             else:
                 raise ValueError(
@@ -106,6 +132,11 @@ class LCOTrainer(GRPOTrainer):
         self._auxiliary_paths = auxiliary_model_paths(args)
         check_vocabularies(policy_tokenizer, self._auxiliary_paths)
 
+        if args.lco_anchor_update_steps != 1 and (peft_config is not None or is_peft_model(model)):
+            raise ValueError(
+                f"lco_anchor_update_steps={args.lco_anchor_update_steps} keeps a frozen snapshot of the policy, "
+                "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
+            )
         self._guard = NonFiniteGuard(args.max_nonfinite_steps)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
@@ -123,21 +154,29 @@ class LCOTrainer(GRPOTrainer):
         )
         self._guard.metrics = self._metrics["train"]
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        # Copied before the forward patch: the patched forward closes over the model it patches.
+        anchor = self._anchor_snapshot(policy) if args.lco_anchor_update_steps != 1 else None
         add_hidden_state_head(policy)
         self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
+        # Tokens per chunk of every head path: the user's, else the fused loss's measured default.
+        self._chunk_size = args.head_chunk_size or default_chunk_size(self._policy_vocab)
+        self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
-        if args.objective == "ppo":
+        self._anchor: PolicyAnchor | None = None
+        if anchor is not None:
+            self._anchor = PolicyAnchor(
+                self._place_frozen(anchor),
+                lambda: self.model,
+                self.accelerator.unwrap_model,
+                args.lco_anchor_update_steps,
+            )
+            self.add_callback(self._anchor)
+        if self._spec.needs_values:
             hidden = policy.config.get_text_config().hidden_size
-            # The critic is a value head on the policy's final hidden states (TRL's former
-            # AutoModelForCausalLMWithValueHead); registered on the model so the optimizer, DDP
-            # and checkpoints include it.
-            policy.lco_value_head = nn.Linear(hidden, 1).to(device=policy.device, dtype=torch.float32)
-            nn.init.zeros_(policy.lco_value_head.weight)
-            nn.init.zeros_(policy.lco_value_head.bias)
-            if args.ppo_kl_coef > 0 and "ppo_reference" not in self._aux_models:
-                self._aux_models["ppo_reference"] = self._load_frozen(policy.config._name_or_path)
-        self._old_head: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self._aux_heads: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+            # The critic: a value head on the policy's final hidden states, saved apart (value_head.py)
+            attach_value_head(policy, hidden)
+        if self._spec.needs_reference and args.ppo_kl_coef > 0 and "ppo_reference" not in self._aux_models:
+            self._aux_models["ppo_reference"] = self._load_frozen(policy.config._name_or_path)
         self._dynamics_norms: dict[str, float] = {}
         self._last_rewards: torch.Tensor | None = None
         self._gap_monitor = self._add_gap_monitor() if args.gap_every > 0 else None
@@ -154,6 +193,21 @@ class LCOTrainer(GRPOTrainer):
                 f"the model at {path} has an LM head of {vocab} tokens but the policy has {self._policy_vocab}; "
                 "reward models, references and teachers must cover the policy's vocabulary"
             )
+        return self._place_frozen(model)
+
+    def _anchor_snapshot(self, policy: nn.Module) -> nn.Module:
+        """A copy of the (unwrapped) policy for the LCO anchor (:mod:`lco.trainer.anchor`)."""
+        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        if self.is_fsdp_enabled or zero3:
+            raise ValueError(
+                f"lco_anchor_update_steps={self.args.lco_anchor_update_steps} copies the policy's full state "
+                "into a frozen snapshot, which FSDP and DeepSpeed ZeRO-3 shard; use one device, DDP or "
+                "ZeRO-1/2, or lco_anchor_update_steps=1"
+            )
+        return copy.deepcopy(policy)
+
+    def _place_frozen(self, model: nn.Module) -> nn.Module:
+        """Eval mode, no gradient, the hidden-state head, and TRL's ref-model placement."""
         model.eval().requires_grad_(False)
         add_hidden_state_head(model)
         if self.is_deepspeed_enabled:
@@ -175,6 +229,7 @@ class LCOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._guard.check_rewards(rewards_per_func, self.reward_func_names, self.state.global_step)
         # Kept for the baselines that build their own advantages from the raw rewards (REINFORCE, PPO).
         self._last_rewards = rewards_per_func
         return rewards_per_func
@@ -185,42 +240,56 @@ class LCOTrainer(GRPOTrainer):
         return self.args.gradient_accumulation_steps % generate_every != 0
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        """TRL's batch plus what the objective × advantage needs at loss time (see the module docstring).
+
+        Heads travel with the batch as ``<role>_head``: one ``(weight, bias)`` reference per completion
+        (all the same tensors), because TRL shuffles and splits every batch value along its first axis.
+        """
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        except RuntimeError as err:  # sampling from NaN/inf probabilities is a divergence, said so
+            self._guard.check_sampling_error(err, self.state.global_step, self.args.output_dir)
+            raise
         args = self.args
         input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
         k = output["completion_ids"].size(1)
         saved: dict[str, list[torch.Tensor]] = {}
+        heads: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
         def save(key, value):
             saved.setdefault(key, []).append(value)
 
         # Evaluation batches are scored once, by the current policy: there is no old policy to keep.
+        # With an anchor snapshot (lco_anchor_update_steps != 1) z_old is always the snapshot's.
         needs_old_hidden = (
-            args.objective in LCO_OBJECTIVES and self.model.training and self._reuses_rollouts()
+            self._spec.needs_old_hidden
+            and self.model.training
+            and (self._anchor is not None or self._reuses_rollouts())
         )
-        needs_values = args.objective == "ppo"
+        old_policy = self.model if self._anchor is None else self._anchor.snapshot
+        needs_values = self._spec.needs_values
         batch = args.per_device_train_batch_size
         with torch.no_grad():
             for s in range(0, input_ids.size(0), batch):
                 ids, am = input_ids[s : s + batch], attention_mask[s : s + batch]
-                if needs_old_hidden or needs_values:
+                if needs_old_hidden:
+                    h, w, b = self._hidden_and_head(old_policy, ids, am, k)
+                    save("old_hidden", h)
+                    if s == 0:  # a copy: the optimizer (or the anchor's refresh) updates the head in place
+                        heads["old"] = (w.clone(), None if b is None else b.clone())
+                if needs_values:
                     h, w, b = self._hidden_and_head(self.model, ids, am, k)
-                    if needs_old_hidden:
-                        save("old_hidden", h)
-                        if s == 0:  # a copy: the optimizer updates the live head in place
-                            self._old_head = (w.clone(), None if b is None else b.clone())
-                    if needs_values:
-                        save("old_values", self._value_head()(h.float()).squeeze(-1))
-                        old_logps, _ = chunked_token_stats(
-                            h,
-                            w,
-                            b,
-                            output["completion_ids"][s : s + batch],
-                            args.lco_chunk_size,
-                            self.temperature,
-                        )
-                        save("ppo_old_logps", old_logps)
+                    save("old_values", self._value_head()(h.float()).squeeze(-1))
+                    old_logps, _ = chunked_token_stats(
+                        h,
+                        w,
+                        b,
+                        output["completion_ids"][s : s + batch],
+                        self._chunk_size,
+                        self.temperature,
+                    )
+                    save("ppo_old_logps", old_logps)
                 for role, model in self._aux_models.items():
                     h, w, b = self._hidden_and_head(model, ids, am, k)
                     if role == "ppo_reference":
@@ -229,15 +298,17 @@ class LCOTrainer(GRPOTrainer):
                             w,
                             b,
                             output["completion_ids"][s : s + batch],
-                            args.lco_chunk_size,
+                            self._chunk_size,
                             self.temperature,
                         )
                         save("ref_logps", logps)
                     else:
                         save(f"{role}_hidden", h)
-                        self._aux_heads[role] = (w, b)
+                        heads[role] = (w, b)
         for key, pieces in saved.items():
             output[key] = torch.cat(pieces)
+        for role, head in heads.items():
+            output[f"{role}_head"] = [head] * input_ids.size(0)
         self._attach_token_advantages(output)
         if self._gap_monitor is not None:
             output["sequence_rewards"] = self._gap_sequence_rewards(output["advantages"].numel())
@@ -254,48 +325,52 @@ class LCOTrainer(GRPOTrainer):
         return rewards, rewards[start : start + n_local]
 
     def _attach_token_advantages(self, output: dict) -> None:
-        """Token advantages ``[B, T]`` for the sampled tokens, by objective × advantage."""
+        """Token advantages ``[B, T]`` for the sampled tokens, by the objective's builder."""
+        builders = {
+            "sequence": self._sequence_token_advantages,
+            "leave_one_out": self._leave_one_out_token_advantages,
+            "gae": self._gae_token_advantages,
+        }
+        builders[self._spec.token_advantages](output)
+
+    def _leave_one_out_token_advantages(self, output: dict) -> None:
+        """REINFORCE: TRL's advantage replaced by the leave-one-out (or batch-mean) baseline's."""
+        n_local = output["advantages"].numel()
+        all_rewards, _ = self._sequence_rewards(n_local)
+        group = self.num_generations if self.model.training else self.num_generations_eval
+        start = self.accelerator.process_index * n_local
+        output["advantages"] = reinforce_advantages(all_rewards, group)[start : start + n_local]
+        self._sequence_token_advantages(output)
+
+    def _gae_token_advantages(self, output: dict) -> None:
+        """PPO: per-token KL folded into the last-token reward, GAE with the critic, whitened."""
         args = self.args
         mask = output["completion_mask"].float()
-        seq_adv = output["advantages"]  # TRL's group/batch-normalised outcome advantage, [B]
-        if args.objective == "reinforce":
-            all_rewards, _ = self._sequence_rewards(seq_adv.numel())
-            group = self.num_generations if self.model.training else self.num_generations_eval
-            if group > 1:
-                adv = group_advantages(all_rewards, group, baseline="leave_one_out", scale="none")
-            else:
-                adv = group_advantages(all_rewards, 1, baseline="mean", scale="batch")
-            start = self.accelerator.process_index * seq_adv.numel()
-            output["advantages"] = seq_adv = adv[start : start + seq_adv.numel()]
-        if args.objective == "ppo":
-            _, rewards = self._sequence_rewards(seq_adv.numel())
-            old_logps = output["ppo_old_logps"]
-            per_token = torch.zeros_like(mask)
-            if "ref_logps" in output:
-                per_token = -args.ppo_kl_coef * (old_logps - output["ref_logps"]) * mask
-            last = (mask.cumsum(-1) == mask.sum(-1, keepdim=True)) & mask.bool()
-            per_token = per_token + last.float() * rewards.unsqueeze(-1)
-            advantages, returns = gae(per_token, output["old_values"], mask, args.ppo_gamma, args.ppo_lam)
-            # Whitened over the valid tokens, as TRL's former PPOTrainer did.
-            mean = masked_mean(advantages, mask)
-            std = masked_mean((advantages - mean) ** 2, mask).sqrt()
-            output["token_advantages"] = (advantages - mean) / (std + 1e-8) * mask
-            output["returns"] = returns
+        _, rewards = self._sequence_rewards(output["advantages"].numel())
+        token_rewards = ppo_token_rewards(
+            rewards, mask, output["ppo_old_logps"], output.get("ref_logps"), args.ppo_kl_coef
+        )
+        output["token_advantages"], output["returns"] = ppo_gae_advantages(
+            token_rewards, output["old_values"], mask, args.ppo_gamma, args.ppo_lam
+        )
+
+    def _sequence_token_advantages(self, output: dict) -> None:
+        """The sequence advantage on every token, or a reward model's advantage read at the sampled token."""
+        mask = output["completion_mask"].float()
+        if self._advantage.rows is None:
+            output["token_advantages"] = output["advantages"].unsqueeze(-1) * mask
             return
-        if args.advantage in ("dpo_dense", "logprob_dense", "dpo_token"):
-            # dpo_token is eq. 13 read at the sampled token; for the dense advantages this value is
-            # only the sign split of the dynamics metrics, after the normalisation the loss applies.
-            normalization = "none" if args.advantage == "dpo_token" else args.advantage_normalization
-            rows = self._dense_advantage_rows(output)
-            actions = output["completion_ids"].reshape(-1)
-            picked = []
-            for start in range(0, actions.numel(), args.lco_chunk_size):
-                end = min(start + args.lco_chunk_size, actions.numel())
-                dense = normalize_advantages(rows(start, end), normalization)
-                picked.append(dense.gather(-1, actions[start:end, None]).squeeze(-1))
-            output["token_advantages"] = torch.cat(picked).view_as(mask) * mask
-        else:
-            output["token_advantages"] = seq_adv.unsqueeze(-1) * mask
+        # dpo_token is eq. 13 read at the sampled token; for the dense advantages this value is
+        # only the sign split of the dynamics metrics, after the normalisation the loss applies.
+        normalization = self.args.advantage_normalization if self._advantage.dense else "none"
+        rows = self._dense_advantage_rows(output)
+        actions = output["completion_ids"].reshape(-1)
+        picked = []
+        for start in range(0, actions.numel(), self._chunk_size):
+            end = min(start + self._chunk_size, actions.numel())
+            dense = normalize_advantages(rows(start, end), normalization)
+            picked.append(dense.gather(-1, actions[start:end, None]).squeeze(-1))
+        output["token_advantages"] = torch.cat(picked).view_as(mask) * mask
 
     # ------------------------------------------------------------------ loss time
 
@@ -311,17 +386,19 @@ class LCOTrainer(GRPOTrainer):
         return self._objective_loss(model, inputs)
 
     def _objective_loss(self, model, inputs):
-        objective = self.args.objective
-        if objective in TRL_OBJECTIVES:
-            if self.args.advantage == "dpo_token":
+        if self._spec.loss == "trl":
+            if self._advantage.rows is not None:
+                # a per-token advantage read from the reward models replaces TRL's sequence advantage
                 inputs = {**inputs, "advantages": inputs["token_advantages"]}
             return self._compute_loss(model, inputs)
-        if objective in LCO_OBJECTIVES:
-            loss = self._lco_loss(model, inputs)
-        elif objective in ("minillm", "gkd"):
-            loss = self._distillation_loss(model, inputs)
-        else:
-            loss = self._policy_gradient_loss(model, inputs)
+        losses = {
+            "lco": self._lco_loss,
+            "ppo": self._ppo_loss,
+            "reinforce": self._reinforce_loss,
+            "sft": self._sft_loss,
+            "distillation": self._distillation_loss,
+        }
+        loss = losses[self._spec.loss](model, inputs)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["lco/objective"].append(float(loss.detach()))
         normalizer = self._accumulation_steps() if mode == "train" else 1.0
@@ -344,17 +421,19 @@ class LCOTrainer(GRPOTrainer):
         """‖∇_θ L‖ restricted to tokens with A > 0 and with A < 0, by two separate backward passes.
 
         Run on the unwrapped module with ``torch.autograd.grad`` so that neither ``.grad`` nor the
-        DDP reducer sees these passes; the metrics they would log are discarded.
+        DDP reducer sees these passes; the metrics they would log are discarded. The sign selects
+        the loss's tokens through ``tool_mask`` (multiplying one TRL put there), which every loss
+        reads as ``completion_mask * tool_mask`` (TRL's ``_compute_loss`` and ``_sequence_inputs``);
+        ``completion_mask`` is also the attention mask and stays whole, so each pass sees the same
+        context as the training step.
         """
         module = self.accelerator.unwrap_model(model)
         params = [p for p in module.parameters() if p.requires_grad]
         token_adv = inputs["token_advantages"]
         snapshot = {k: len(v) for k, v in self._metrics["train"].items()}
         for sign, selected in (("pos", token_adv > 0), ("neg", token_adv < 0)):
-            masked = {
-                **inputs,
-                "completion_mask": inputs["completion_mask"] * selected.to(inputs["completion_mask"].dtype),
-            }
+            keep = selected.to(inputs["completion_mask"].dtype)
+            masked = {**inputs, "tool_mask": inputs["tool_mask"] * keep if "tool_mask" in inputs else keep}
             norm = torch.zeros((), device=token_adv.device)
             if bool(selected.any()):
                 loss = self._objective_loss(module, masked)
@@ -398,7 +477,17 @@ class LCOTrainer(GRPOTrainer):
             self.add_callback(self._step_guard)
         return monitor
 
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None):
+        # True resumes from the newest *complete* checkpoint; a given one must be complete
+        resume_from_checkpoint = resolve_resume_checkpoint(self.args.output_dir, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
     def _save_checkpoint(self, model, trial):
+        # written under a staging name and renamed into place once complete (a kill loses no checkpoint)
+        with staged_save(self, trial):
+            self._write_checkpoint(model, trial)
+
+    def _write_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self._gap_monitor is not None and self.args.should_save:
             # M(K), J(0) and the guard's lr scale continue on resume, as TRL does for its entropy controller.
@@ -410,9 +499,26 @@ class LCOTrainer(GRPOTrainer):
             )
             with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
                 json.dump(state, f)
+        if self._anchor is not None and self.args.should_save:
+            step_folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self._anchor.save(os.path.join(self._get_output_dir(trial=trial), step_folder))
+
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self._spec.needs_values and self.args.should_save:
+            save_value_head(
+                self._value_head(), output_dir if output_dir is not None else self.args.output_dir
+            )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self._spec.needs_values:
+            load_value_head(self._value_head(), resume_from_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
+        if self._anchor is not None and checkpoint is not None:
+            self._anchor.load(checkpoint)
         path = os.path.join(checkpoint, GAP_STATE_FILE) if checkpoint is not None else None
         if self._gap_monitor is not None and path is not None and os.path.exists(path):
             with open(path) as f:
@@ -435,7 +541,7 @@ class LCOTrainer(GRPOTrainer):
         tokens = inputs["completion_ids"]
 
         def head_fn(h, w, b):
-            return chunked_token_stats(h, w, b, tokens, self.args.lco_chunk_size, self.temperature)[0]
+            return chunked_token_stats(h, w, b, tokens, self._chunk_size, self.temperature)[0]
 
         return head_outputs(model, ids, am, k, head_fn), mask.float()
 
@@ -449,8 +555,8 @@ class LCOTrainer(GRPOTrainer):
 
     def _dense_advantage_rows(self, inputs):
         """The dense advantage over the vocabulary (eq. 13 or 12), chunk by chunk, from saved hidden states."""
-        if self.args.advantage in ("dpo_dense", "dpo_token"):
-            (w_d, b_d), (w_r, b_r) = self._aux_heads["dpo"], self._aux_heads["ref"]
+        if self._advantage.rows == "dpo":
+            (w_d, b_d), (w_r, b_r) = inputs["dpo_head"][0], inputs["ref_head"][0]
             return dpo_advantage_chunks(
                 dpo_hidden=_flat(inputs["dpo_hidden"]),
                 dpo_weight=w_d,
@@ -459,33 +565,55 @@ class LCOTrainer(GRPOTrainer):
                 ref_weight=w_r,
                 ref_bias=b_r,
             )
-        return logprob_advantage_chunks(_flat(inputs["dpo_hidden"]), *self._aux_heads["dpo"])
+        return logprob_advantage_chunks(_flat(inputs["dpo_hidden"]), *inputs["dpo_head"][0])
 
-    def lco_inputs(self, inputs) -> dict:
-        """The fused-loss arguments (old logits and advantages sources) for one micro-batch."""
-        args = self.args
+    def _lco_sources(self, inputs) -> dict:
+        """The fused-loss arguments for one micro-batch: the advantage source, z_old and the actions.
+
+        z_old is ``None`` on-policy (the current logits, detached: no extra pass); on reused rollouts
+        or with an anchor snapshot it is the old policy's (the snapshot's) saved hidden states times
+        its head, both carried in the batch; divided by T when ``lco_temperature_consistent``.
+        """
         actions = inputs["completion_ids"].reshape(-1)
-        if args.advantage in ("outcome", "dpo_token"):
-            advantages = SparseAdvantages(inputs["token_advantages"].reshape(-1), actions)
-        else:
+        if self._advantage.dense:
             advantages = self._dense_advantage_rows(inputs)
-        old_logits = None  # on-policy: z_old is the current logits, detached (no extra pass)
+        else:
+            advantages = SparseAdvantages(inputs["token_advantages"].reshape(-1), actions)
+        old_logits = None
         if "old_hidden" in inputs:
-            old_h = _flat(inputs["old_hidden"])
-            w_old, b_old = self._old_head
+            old_logits = head_logit_chunks(inputs["old_hidden"], *inputs["old_head"][0])
+            if self.args.lco_temperature_consistent:
+                old_rows, T = old_logits, self.temperature
 
-            def old_logits(start: int, end: int) -> torch.Tensor:
-                z = old_h[start:end].float() @ w_old.float().t()
-                return z if b_old is None else z + b_old.float()
+                def old_logits(start, end):
+                    return old_rows(start, end) / T
 
         return {"advantages": advantages, "old_logits": old_logits, "actions": actions}
+
+    def _lco_options(self) -> dict:
+        """The stability options of LCOConfig as fused_lco_loss arguments (docs/trainer.md)."""
+        args = self.args
+        support = {"full": None, "top_k": args.lco_support_k, "sampled": "sampled"}[args.lco_support]
+        # The logged entropy is H(softmax(z/T)) for every method (TRL logs z/T); with the
+        # temperature-consistent loss the fused loss already sees z/T.
+        stats_temperature = 1.0 if args.lco_temperature_consistent else self.temperature
+        return {
+            "beta_negative": args.lco_beta_negative,
+            "support": support,
+            "stats_temperature": stats_temperature,
+        }
 
     def _lco_loss(self, model, inputs):
         args = self.args
         ids, am, k, mask = self._sequence_inputs(inputs)
-        sources = self.lco_inputs(inputs)
+        sources = self._lco_sources(inputs)
+        options = self._lco_options()
+        T = self.temperature if args.lco_temperature_consistent else 1.0
 
         def head_fn(h, w, b):
+            if T != 1.0:
+                # z/T = (h/T)·Wᵀ + b/T: the fused kernel sees z/T, autograd carries the 1/T back to h and b.
+                h, b = h / T, (None if b is None else b / T)
             return fused_lco_loss(
                 _flat(h),
                 w,
@@ -494,9 +622,10 @@ class LCOTrainer(GRPOTrainer):
                 beta=args.lco_beta,
                 normalization=args.advantage_normalization,
                 mask=mask.reshape(-1).bool(),
-                chunk_size=args.lco_chunk_size,
+                chunk_size=self._chunk_size,
                 return_stats=True,
                 **sources,
+                **options,
             )
 
         loss, stats = head_outputs(model, ids, am, k, head_fn)
@@ -516,57 +645,60 @@ class LCOTrainer(GRPOTrainer):
         for name in ("entropy", "kl_old", "sampled_prob"):
             if name in stats:
                 metrics[f"lco/{name}"].append(mean_over(stats[name], m))
+        # KL(π_θ ‖ π_anchor): the anchor is the snapshot (lco_anchor_update_steps != 1), else the
+        # generating policy (0 on-policy); the same number as lco/kl_old, named for what it measures.
+        metrics["lco/kl_anchor"].append(mean_over(stats["kl_old"], m))
         for sign, selected in (("pos", m * (token_adv > 0)), ("neg", m * (token_adv < 0))):
             for name in ("logit_grad_sampled", "logit_grad_nonsampled"):
                 if name in stats:
                     metrics[f"lco/{name}_{sign}"].append(mean_over(stats[name], selected))
 
-    def _policy_gradient_loss(self, model, inputs):
-        args = self.args
+    def _token_logps(self, model, inputs):
+        """log π_θ of the completion tokens (with grad), the critic's values (PPO) and the token mask;
+        logs the entropy and the sampled token's probability."""
         ids, am, k, mask = self._sequence_inputs(inputs)
         tokens = inputs["completion_ids"]
-        with_values = args.objective == "ppo"
+        with_values = self._spec.needs_values
 
         def head_fn(h, w, b):
-            logps, entropy = chunked_token_stats(h, w, b, tokens, args.lco_chunk_size, self.temperature)
+            logps, entropy = chunked_token_stats(h, w, b, tokens, self._chunk_size, self.temperature)
             values = self._value_head()(h.float()).squeeze(-1) if with_values else None
             return logps, entropy, values
 
         logps, entropy, values = head_outputs(model, ids, am, k, head_fn)
-        adv = inputs["token_advantages"]
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["entropy"].append(float(masked_mean(entropy, mask)))
         self._metrics[mode]["lco/sampled_prob"].append(float(masked_mean(logps.detach().exp(), mask)))
-        if args.objective == "ppo":
-            old_logps = inputs["ppo_old_logps"]
-            pg = ppo_clip_loss(logps, old_logps, adv, self.epsilon_low, self.epsilon_high, mask)
-            vf = value_loss(values, inputs["old_values"], inputs["returns"], args.ppo_cliprange_value, mask)
-            self._metrics[mode]["lco/value_loss"].append(float(vf.detach()))
-            return pg + args.ppo_vf_coef * vf
-        if args.objective == "reinforce":
-            return reinforce_loss(logps, adv, mask)
-        # sft: imitate the completions that beat their baseline (rejection-sampling fine-tuning).
+        return logps, values, mask
+
+    def _ppo_loss(self, model, inputs):
+        args = self.args
+        logps, values, mask = self._token_logps(model, inputs)
+        adv, old_logps = inputs["token_advantages"], inputs["ppo_old_logps"]
+        pg = ppo_clip_loss(logps, old_logps, adv, self.epsilon_low, self.epsilon_high, mask)
+        vf = value_loss(values, inputs["old_values"], inputs["returns"], args.ppo_cliprange_value, mask)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["lco/value_loss"].append(float(vf.detach()))
+        return pg + args.ppo_vf_coef * vf
+
+    def _reinforce_loss(self, model, inputs):
+        logps, _, mask = self._token_logps(model, inputs)
+        return reinforce_loss(logps, inputs["token_advantages"], mask)
+
+    def _sft_loss(self, model, inputs):
+        # imitate the completions that beat their baseline (rejection-sampling fine-tuning)
+        logps, _, mask = self._token_logps(model, inputs)
         keep = mask * (inputs["advantages"] > 0).unsqueeze(-1)
         return masked_mean(-logps, keep)
 
     def _distillation_loss(self, model, inputs):
-        args = self.args
         ids, am, k, mask = self._sequence_inputs(inputs)
-        teacher_h = _flat(inputs["teacher_hidden"])
-        w_t, b_t = self._aux_heads["teacher"]
-
-        def teacher_logits(start: int, end: int) -> torch.Tensor:
-            z = teacher_h[start:end].float() @ w_t.float().t()
-            return z if b_t is None else z + b_t.float()
-
-        if args.objective == "minillm":
-            per_token = reverse_kl_per_token
-        else:
-            per_token = functools.partial(generalized_jsd_per_token, beta=args.gkd_beta)
+        teacher_logits = head_logit_chunks(inputs["teacher_hidden"], *inputs["teacher_head"][0])
+        per_token = self._spec.distill_per_token(self.args)
 
         def head_fn(h, w, b):
             return chunked_distribution_loss(
-                h, w, b, teacher_logits, per_token, mask, args.lco_chunk_size, temperature=self.temperature
+                h, w, b, teacher_logits, per_token, mask, self._chunk_size, temperature=self.temperature
             )
 
         total = head_outputs(model, ids, am, k, head_fn)
@@ -578,14 +710,10 @@ def _flat(hidden: torch.Tensor) -> torch.Tensor:
 
 
 def auxiliary_model_paths(args: LCOConfig) -> dict[str, str]:
-    """Which frozen models the objective × advantage needs, by role."""
-    paths: dict[str, str] = {}
-    if args.advantage in ("dpo_token", "dpo_dense"):
-        paths["dpo"] = args.reward_model_path
-        paths["ref"] = args.reference_reward_model_path
-    elif args.advantage == "logprob_dense":
-        paths["dpo"] = args.reward_model_path
-    if args.objective in ("minillm", "gkd"):
+    """Which frozen models the objective × advantage needs, by role (read from their specs)."""
+    role_paths = {"dpo": args.reward_model_path, "ref": args.reference_reward_model_path}
+    paths = {role: role_paths[role] for role in ADVANTAGE_SPECS[args.advantage].reward_models}
+    if OBJECTIVE_SPECS[args.objective].needs_teacher:
         paths["teacher"] = args.teacher_model_path or args.reward_model_path
     return paths
 
@@ -610,6 +738,6 @@ def check_vocabularies(policy_tokenizer, paths: dict[str, str]) -> None:
         if other.get_vocab() != policy_vocab:
             raise ValueError(
                 f"the {role} model at {path} has a different vocabulary than the policy's tokenizer "
-                f"({len(other)} vs {len(tokenizer)} tokens); LCO's dense advantages compare distributions token "
-                "by token, so every model must share the policy's tokenizer"
+                f"({vocabulary_difference(other.get_vocab(), policy_vocab)}); LCO's dense advantages compare "
+                "distributions token by token, so every model must share the policy's tokenizer"
             )

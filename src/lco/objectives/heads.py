@@ -1,5 +1,9 @@
 """Per-token quantities from final hidden states and an LM head, chunk by chunk.
 
+:func:`head_logit_chunks` is the one place z = h·Wᵀ + b is written: every other head path (the
+fused LCO loss's advantage and z_old sources, the trainer's teacher logits, the functions below)
+reads logits through it, one chunk of rows at a time.
+
 The policy-gradient and distillation baselines need per-token log-probabilities (and, for the
 distillation losses, full next-token distributions) of the completion tokens. Computing
 ``h @ Wᵀ`` for all tokens at once would hold ``[N, V]`` logits (and their autograd buffers)
@@ -16,10 +20,24 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 
-def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, temperature: float = 1.0):
-    z = hidden.float() @ weight.float().t()
-    z = z if bias is None else z + bias.float()
-    return z if temperature == 1.0 else z / temperature
+def head_logit_chunks(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> Callable[[int, int], torch.Tensor]:
+    """z = h·Wᵀ + b as a chunk callable: ``(start, end) -> [end − start, V]`` fp32 logits.
+
+    ``hidden`` is ``[..., H]`` (flattened to ``[N, H]`` rows), ``weight`` the head ``[V, H]`` and
+    ``bias`` ``[V]`` or ``None``. Only the requested rows are multiplied, in fp32; the head is cast
+    per call (a no-op for an fp32 head), so a low-precision head is never held in fp32 between
+    chunks. Gradients flow as for any tensor expression: callers that want none pass detached
+    tensors or call it under ``torch.no_grad()``.
+    """
+    rows_h = hidden.reshape(-1, hidden.shape[-1])
+
+    def rows(start: int, end: int) -> torch.Tensor:
+        h, w = rows_h[start:end].float(), weight.float()
+        return h @ w.T if bias is None else torch.addmm(bias.float(), h, w.T)
+
+    return rows
 
 
 def chunked_token_stats(
@@ -40,7 +58,7 @@ def chunked_token_stats(
     entropies = torch.empty(flat_a.shape, dtype=torch.float32, device=hidden.device)
 
     def chunk_logp(h: torch.Tensor, a: torch.Tensor, start: int) -> torch.Tensor:
-        log_pi = torch.log_softmax(_logits(h, weight, bias, temperature), dim=-1)
+        log_pi = torch.log_softmax(head_logit_chunks(h, weight, bias)(0, h.shape[0]) / temperature, dim=-1)
         with torch.no_grad():
             entropies[start : start + h.shape[0]] = -(log_pi.exp() * log_pi).sum(-1)
         return log_pi.gather(-1, a.unsqueeze(-1)).squeeze(-1)
@@ -77,7 +95,7 @@ def chunked_distribution_loss(
 
     def chunk_loss(h: torch.Tensor, m: torch.Tensor, start: int) -> torch.Tensor:
         log_t = torch.log_softmax(teacher_logits_fn(start, start + h.shape[0]).float() / temperature, dim=-1)
-        log_s = torch.log_softmax(_logits(h, weight, bias, temperature), dim=-1)
+        log_s = torch.log_softmax(head_logit_chunks(h, weight, bias)(0, h.shape[0]) / temperature, dim=-1)
         return (per_token_loss(log_s, log_t) * m).sum()
 
     total = flat_h.new_zeros((), dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""Run a function on a causal LM's final hidden states and LM head *inside* its forward.
+"""A forward patch: run a function on a causal LM's final hidden states and LM head *inside* its forward.
 
 The fused LCO losses (:mod:`lco.objectives.fused`) need the final hidden states h and the head
 weight W rather than the logits, so that [N, V] is never materialised. Calling the backbone
@@ -65,20 +65,3 @@ def head_outputs(
     return model(
         input_ids=input_ids, attention_mask=attention_mask, head_fn=head_fn, logits_to_keep=logits_to_keep
     )
-
-
-def completion_hidden_states(model, input_ids, attention_mask, logits_to_keep: int) -> torch.Tensor:
-    """Detached final hidden states ``[B, k, H]`` that predict the last ``logits_to_keep`` tokens."""
-    return head_outputs(model, input_ids, attention_mask, logits_to_keep, lambda h, w, b: h.detach())
-
-
-def head_weight(model) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A detached copy of the LM head (weight, bias), gathered if sharded."""
-
-    def copy_head(h, w, b):
-        return w.detach().clone(), (None if b is None else b.detach().clone())
-
-    # One dummy token is enough to enter the forward (and its gather hooks) and read the head.
-    device = next(model.parameters()).device
-    ids = torch.zeros(1, 2, dtype=torch.long, device=device)
-    return head_outputs(model, ids, torch.ones_like(ids), 1, copy_head)

@@ -1,6 +1,7 @@
-"""Input checks shared by the objectives.
+"""Input checks shared by the objectives, the advantage estimators, the theory and the π* decoder.
 
-Every public objective validates its arguments up front so that a user gets one
+A module of its own, below both :mod:`lco.advantages` and :mod:`lco.objectives`, so that neither
+imports the other to check an argument. Every public function validates its arguments up front so that a user gets one
 ``ValueError`` that names the offending argument, instead of a shape error from deep
 inside a matmul or a silent NaN in the loss.
 """

@@ -1,0 +1,229 @@
+"""What each objective and each advantage needs, in one table that every caller reads.
+
+One :class:`ObjectiveSpec` row per objective and one :class:`AdvantageSpec` row per advantage
+estimator. :mod:`lco.trainer.config` validates against them (and derives ``REJECTED_PAIRS``),
+:func:`lco.trainer.trainer.auxiliary_model_paths` reads the models they name, the trainer's
+generation step reads what to save and which token-advantage builder to run, its loss step reads
+which loss to call, and :mod:`lco.demo.methods` reads whether a method needs the reward model.
+A new objective or option is a new row (or field) here, not a new ``if objective == ...`` chain.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .distill import generalized_jsd_per_token, reverse_kl_per_token
+
+
+@dataclass(frozen=True)
+class AdvantageSpec:
+    """One advantage estimator of §4.2.
+
+    Attributes:
+        name: the ``LCOConfig.advantage`` value.
+        reward_models: roles of the frozen models it reads — ``"dpo"`` (φ_DPO) and ``"ref"`` (φ_ref).
+        dense: it is defined over the whole vocabulary (eqs. 12, 13), not only at the sampled token.
+        rows: the chunk source of its vocabulary rows — ``"dpo"`` (eq. 13,
+            :func:`lco.objectives.fused.dpo_advantage_chunks`), ``"logprob"`` (eq. 12,
+            :func:`lco.objectives.fused.logprob_advantage_chunks`) or ``None`` (the outcome reward).
+        uses_outcome_reward: it is built from the reward functions' sequence rewards (eq. 11).
+    """
+
+    name: str
+    reward_models: tuple[str, ...] = ()
+    dense: bool = False
+    rows: str | None = None
+    uses_outcome_reward: bool = False
+
+
+ADVANTAGE_SPECS: Mapping[str, AdvantageSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            # group/batch-normalised sequence reward on the sampled tokens (sparse, eq. 11)
+            AdvantageSpec("outcome", uses_outcome_reward=True),
+            # log φ_DPO/φ_ref read at the sampled token (sparse)
+            AdvantageSpec("dpo_token", reward_models=("dpo", "ref"), rows="dpo"),
+            # eq. 13 over the whole vocabulary (the paper's default)
+            AdvantageSpec("dpo_dense", reward_models=("dpo", "ref"), dense=True, rows="dpo"),
+            # eq. 12 over the whole vocabulary
+            AdvantageSpec("logprob_dense", reward_models=("dpo",), dense=True, rows="logprob"),
+        )
+    }
+)
+
+_DENSE_ON_SAMPLED_TOKEN = (
+    "a policy-gradient objective only sees the sampled token, so a dense advantage over the "
+    "vocabulary has nothing to act on; use advantage='outcome' or 'dpo_token'"
+)
+_GSPO_SEQUENCE_LEVEL = (
+    "GSPO weights whole sequences by one sequence-level ratio and advantage; a per-token advantage "
+    "contradicts it; use advantage='outcome'"
+)
+_PPO_OWN_ADVANTAGE = (
+    "PPO here estimates token advantages itself with a critic and GAE from the outcome reward "
+    "(with the per-token KL folded in); use advantage='outcome'"
+)
+_SFT_OUTCOME_ONLY = (
+    "sft imitates the completions whose outcome advantage is positive; it needs advantage='outcome'"
+)
+_DISTILLATION_NO_ADVANTAGE = (
+    "distillation follows the teacher's distribution and uses no advantage; leave "
+    "advantage='outcome' (only the teacher is used)"
+)
+
+
+def _rejecting(reason: str, *advantages: str) -> Mapping[str, str]:
+    return MappingProxyType(dict.fromkeys(advantages, reason))
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One objective: which loss computes it and what it needs from the generation step.
+
+    Attributes:
+        name: the ``LCOConfig.objective`` value.
+        loss: which loss the trainer calls — ``"lco"`` (:func:`lco.objectives.fused.fused_lco_loss`,
+            eqs. 8–10), ``"trl"`` (TRL's own ``GRPOTrainer._compute_loss``), ``"ppo"``
+            (:func:`lco.ppo_clip_loss` + :func:`lco.value_loss`), ``"reinforce"``
+            (:func:`lco.reinforce_loss`), ``"sft"`` (NLL of the completions with a positive
+            advantage), ``"distillation"`` (``distill_per_token`` to the teacher, chunked).
+        token_advantages: the builder of the token advantages ``[B, T]`` — ``"sequence"`` (the
+            advantage estimator's own value: TRL's outcome advantage on every token, or a reward
+            model's read at the sampled token), ``"leave_one_out"`` (:func:`lco.reinforce_advantages`
+            on the raw rewards, then as ``"sequence"``) or ``"gae"`` (:func:`lco.ppo_token_rewards`
+            and :func:`lco.ppo_gae_advantages` with the critic).
+        needs_old_hidden: keep the old policy's final hidden states and head for z_old when
+            rollouts are reused (the LCO target z* = z_old + A/β of eq. 7 is anchored at π_old).
+        accepts_lco_options: the LCO stability options of ``LCOConfig`` (``lco_anchor_update_steps``,
+            ``lco_support``, ``lco_beta_negative``, ``lco_temperature_consistent``, ``lco_preset``)
+            act on this objective's target z*; every other objective refuses them.
+        needs_values: a critic (value head) on the policy; its values and the old log-probs are saved.
+        needs_reference: the frozen initial policy for a per-token KL penalty (when its coefficient > 0).
+        needs_teacher: a teacher model (``teacher_model_path``, else ``reward_model_path``).
+        uses_advantage: the loss reads an advantage at all (distillation does not).
+        grpo_config: ``GRPOConfig`` fields forced for this objective (TRL's loss paths).
+        published_defaults: the method's published settings, applied only where the user kept TRL's default.
+        rejected_advantages: advantage → why this objective refuses it; every other advantage is accepted.
+        distill_per_token: for ``loss="distillation"``, config → the per-token divergence
+            ``(student_log_probs, teacher_log_probs) -> [N]`` of :mod:`lco.objectives.distill`.
+    """
+
+    name: str
+    loss: str
+    token_advantages: str = "sequence"
+    needs_old_hidden: bool = False
+    accepts_lco_options: bool = False
+    needs_values: bool = False
+    needs_reference: bool = False
+    needs_teacher: bool = False
+    uses_advantage: bool = True
+    grpo_config: Mapping[str, object] = field(default_factory=dict)
+    published_defaults: Mapping[str, object] = field(default_factory=dict)
+    rejected_advantages: Mapping[str, str] = field(default_factory=dict)
+    distill_per_token: Callable[[object], Callable] | None = None
+
+    def accepts(self, advantage: str) -> bool:
+        return advantage not in self.rejected_advantages
+
+
+def _lco(name: str) -> ObjectiveSpec:
+    return ObjectiveSpec(name, loss="lco", needs_old_hidden=True, accepts_lco_options=True)
+
+
+def _trl(name: str, grpo_config: dict, published_defaults: dict | None = None, **rejected) -> ObjectiveSpec:
+    rejects = dict(_rejecting(_DENSE_ON_SAMPLED_TOKEN, "dpo_dense", "logprob_dense"))
+    return ObjectiveSpec(
+        name,
+        loss="trl",
+        grpo_config=MappingProxyType(grpo_config),
+        published_defaults=MappingProxyType(published_defaults or {}),
+        rejected_advantages=MappingProxyType({**rejects, **rejected}),
+    )
+
+
+def _reverse_kl(config) -> Callable:
+    return reverse_kl_per_token  # MiniLLM (Gu et al., 2024)
+
+
+def _generalized_jsd(config) -> Callable:
+    return functools.partial(generalized_jsd_per_token, beta=config.gkd_beta)  # GKD (Agarwal et al., 2024)
+
+
+def _distillation(name: str, per_token: Callable[[object], Callable]) -> ObjectiveSpec:
+    return ObjectiveSpec(
+        name,
+        loss="distillation",
+        needs_teacher=True,
+        uses_advantage=False,
+        distill_per_token=per_token,
+        rejected_advantages=_rejecting(_DISTILLATION_NO_ADVANTAGE, "dpo_token", "dpo_dense", "logprob_dense"),
+    )
+
+
+# Each method's own published defaults (``published_defaults``) apply only where the user left TRL's
+# default in place (epsilon 0.2, epsilon_high None, scale_rewards "group"): DAPO's clip-higher 0.28,
+# CISPO's ε_max 5.0 (TRL's docs; with None TRL would clamp the IS weight at 0.2), GSPO's 3e-4/4e-4
+# sequence-ratio clip, and Dr. GRPO's unscaled advantages.
+OBJECTIVE_SPECS: Mapping[str, ObjectiveSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            # LCO's own objectives (eqs. 8–10)
+            _lco("lco_kld"),
+            _lco("lco_lch"),
+            _lco("lco_mse"),
+            # the GRPO family: TRL's own loss with loss_type set
+            _trl("grpo", {"loss_type": "grpo"}),
+            _trl("dapo", {"loss_type": "dapo"}, {"epsilon_high": 0.28}),
+            _trl("dr_grpo", {"loss_type": "dr_grpo"}, {"scale_rewards": "none"}),
+            # GSPO is TRL's GRPO loss with sequence-level importance sampling (Zheng et al., 2025).
+            _trl(
+                "gspo",
+                {"loss_type": "grpo", "importance_sampling_level": "sequence"},
+                {"epsilon": 3e-4, "epsilon_high": 4e-4},
+                dpo_token=_GSPO_SEQUENCE_LEVEL,
+            ),
+            _trl("cispo", {"loss_type": "cispo"}, {"epsilon_high": 5.0}),
+            # the paper's other baselines (§5), with the library's own losses
+            ObjectiveSpec(
+                "ppo",
+                loss="ppo",
+                token_advantages="gae",
+                needs_values=True,
+                needs_reference=True,
+                rejected_advantages=_rejecting(_PPO_OWN_ADVANTAGE, "dpo_token", "dpo_dense", "logprob_dense"),
+            ),
+            ObjectiveSpec(
+                "reinforce",
+                loss="reinforce",
+                token_advantages="leave_one_out",
+                rejected_advantages=_rejecting(_DENSE_ON_SAMPLED_TOKEN, "dpo_dense", "logprob_dense"),
+            ),
+            _distillation("minillm", _reverse_kl),
+            _distillation("gkd", _generalized_jsd),
+            ObjectiveSpec(
+                "sft",
+                loss="sft",
+                rejected_advantages=_rejecting(_SFT_OUTCOME_ONLY, "dpo_token", "dpo_dense", "logprob_dense"),
+            ),
+        )
+    }
+)
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    """The row of ``name``; an unknown objective is one ``ValueError`` listing the choices."""
+    if name not in OBJECTIVE_SPECS:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVE_SPECS)}; got {name!r}")
+    return OBJECTIVE_SPECS[name]
+
+
+def advantage_spec(name: str) -> AdvantageSpec:
+    """The row of ``name``; an unknown advantage is one ``ValueError`` listing the choices."""
+    if name not in ADVANTAGE_SPECS:
+        raise ValueError(f"advantage must be one of {', '.join(ADVANTAGE_SPECS)}; got {name!r}")
+    return ADVANTAGE_SPECS[name]
