@@ -48,7 +48,10 @@ class Method:
             return True
         if not self.trained:
             return False
-        return bool(ADVANTAGE_SPECS[self.advantage].reward_models) or OBJECTIVE_SPECS[self.objective].needs_teacher
+        return (
+            bool(ADVANTAGE_SPECS[self.advantage].reward_models)
+            or OBJECTIVE_SPECS[self.objective].needs_teacher
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
