@@ -472,7 +472,8 @@ class CompiledKernel:
 
     Inductor fuses the chunk's elementwise passes and row reductions into a few kernels. The
     compile happens on the first call per input signature (one more for the shorter last chunk,
-    after which the token axis is dynamic) and costs seconds to a minute; ``failure`` keeps the
+    after which the token axis is dynamic; one more when V crosses 4096, where Inductor guards
+    its softmax reduction) and costs seconds to a minute; ``failure`` keeps the
     reason once it failed (e.g. no C++ compiler on the CPU), and every later call is eager.
     """
 
