@@ -48,10 +48,7 @@ class Method:
             return True
         if not self.trained:
             return False
-        return (
-            bool(ADVANTAGE_SPECS[self.advantage].reward_models)
-            or OBJECTIVE_SPECS[self.objective].needs_teacher
-        )
+        return bool(ADVANTAGE_SPECS[self.advantage].reward_models) or OBJECTIVE_SPECS[self.objective].needs_teacher
 
     def as_dict(self) -> dict:
         return asdict(self)
