@@ -461,7 +461,7 @@ COMPILE_AUTO: dict[str, bool] = {"cpu": True, "cuda": False}
 """What ``compile="auto"`` does per device type (absent types: eager); see benchmarks/README.md.
 CPU: compiled, since in the steady state the whole fused step is faster (N = 2048, V = 32000:
 fused LCO-KLD / fused CE 1.08 compiled against 1.26 eager, LCH 1.17 against 1.23, MSE 1.00 against
-1.04); the compile itself costs seconds per loss and shape (a minute for Inductor's first start
+1.04; at N = 8192, under load, no clear gain either way); the compile itself costs seconds per loss and shape (a minute for Inductor's first start
 in a process). CUDA: not measured yet (no GPU in that session), so eager. ``compile`` defaults to
 ``False``, so nothing compiles unless asked."""
 
