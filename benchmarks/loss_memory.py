@@ -5,7 +5,8 @@ the loss of z = h Wᵀ w.r.t. ``hidden`` and ``weight``:
 
 - naive: ``z = hidden @ weight.T`` for all N tokens, then ``lco.lco_<loss>`` / ``lco.sft_loss`` and
   autograd — the ``[N, V]`` logits and autograd's ``[N, V]`` intermediates all exist at once;
-- fused: :func:`lco.fused_lco_loss` / :func:`lco.fused_sft_loss` at their default chunk size.
+- fused: :func:`lco.fused_lco_loss` / :func:`lco.fused_sft_loss` at their default chunk size
+  (:func:`lco.objectives.fused.default_chunk_size` of V, N and H).
 
 Both get the inputs in the form the trainer has them. ``sparse`` (the trainer's default): an
 on-policy step (fused ``old_logits=None``; naive ``z.detach()``) with sparse outcome advantages
@@ -49,6 +50,7 @@ fused CE at the same N, V; ``plain_ce_time_ratio`` divides by the naive CE inste
     python benchmarks/loss_memory.py --quick               # a smoke run in seconds
     python benchmarks/loss_memory.py --table results.json  # the README's markdown table
     python benchmarks/loss_memory.py --quick --only lco_kld:dpo_dense_top5   # one row
+    python benchmarks/loss_memory.py --sizes 2048x32000,8192x32000 --only ce:sparse --only lco_kld:sparse
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def _inputs(torch, n, v, h, advantages, seed=0):
     return inp
 
 
-def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
+def _step(torch, lco, loss, advantages, impl, inp, chunk_size, compile=False):
     """One forward + backward, in the form the trainer would run it."""
     hidden, weight = inp["hidden"], inp["weight"]
     v = weight.shape[0]
@@ -128,7 +130,7 @@ def _step(torch, lco, loss, advantages, impl, inp, chunk_size):
                     options = {"support": TOP_K, "normalization": "std"}
             value = lco.fused_lco_loss(
                 hidden, weight, loss=loss, beta=BETA, advantages=adv, old_logits=None, chunk_size=chunk_size,
-                **options,
+                compile=compile, **options,
             )  # fmt: skip
     else:
         z = hidden @ weight.T
@@ -157,8 +159,17 @@ def worker(spec: dict) -> dict:
 
     torch.manual_seed(0)
     loss, adv, impl = spec["loss"], spec["advantages"], spec["impl"]
-    # Warm the exact code path up (kernels, thread pool, lazy imports) before the baseline.
-    _step(torch, lco, loss, adv, impl, _inputs(torch, 64, 128, 16, adv), spec["chunk_size"])
+    compile = spec.get("compile", False)
+    # Warm the exact code path up (kernels, thread pool, lazy imports) before the baseline. With
+    # --compile, twice at the real vocabulary and two token counts: the second call makes the
+    # token axis dynamic, and the real V matters (Inductor's kernel for V <= 4096 is guarded to
+    # those sizes), so the measured step reuses the compiled kernel and is the steady state.
+    v_real = spec["V"]
+    warmups = ((64, v_real), (40, v_real)) if compile and impl == "fused" else ((64, 128),)
+    for n_warm, v_warm in warmups:
+        _step(
+            torch, lco, loss, adv, impl, _inputs(torch, n_warm, v_warm, 16, adv), spec["chunk_size"], compile
+        )
     inp = _inputs(torch, spec["N"], spec["V"], spec["H"], adv)
     base_kb = _memory_kb("VmRSS")
     _reset_peak()
@@ -166,7 +177,7 @@ def worker(spec: dict) -> dict:
     for _ in range(spec["repeats"]):
         inp["hidden"].grad = inp["weight"].grad = None
         start, cpu_start = time.perf_counter(), time.process_time()
-        _step(torch, lco, loss, adv, impl, inp, spec["chunk_size"])
+        _step(torch, lco, loss, adv, impl, inp, spec["chunk_size"], compile)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
     peak_kb = _memory_kb("VmHWM")
@@ -216,11 +227,13 @@ def _run_worker(spec: dict, glibc_default: bool) -> dict:
 CASES = (*((loss, "sparse") for loss in LOSSES), ("lco_kld", "dpo_dense"), ("lco_kld", "dpo_dense_top5"))
 
 
-def _groups(quick: bool, only: list[str] | None = None):
+def _groups(quick: bool, only: list[str] | None = None, sizes: list[tuple[int, int]] | None = None):
     """One group per size: CE first (the LCO records divide by its time), then the LCO losses.
 
-    ``only``: ``LOSS:ADVANTAGES`` names of the cases to run (all by default)."""
-    sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
+    ``only``: ``LOSS:ADVANTAGES`` names of the cases to run (all by default); ``sizes``: the
+    (N, V) to run (default :data:`SIZES`, or :data:`QUICK_SIZES` with ``quick``)."""
+    default_sizes, h = (QUICK_SIZES, QUICK_HIDDEN) if quick else (SIZES, HIDDEN)
+    sizes = sizes or default_sizes
     cases = [c for c in CASES if only is None or f"{c[0]}:{c[1]}" in only]
     for n, v in sizes:
         yield n, v, h, cases
@@ -257,14 +270,15 @@ def run(args) -> list[dict]:
     biggest = max(n * v for n, v in (QUICK_SIZES if args.quick else SIZES))
     blocks: dict[tuple[str, str], float] = {}
     records = []
-    for n, v, h, cases in _groups(args.quick, args.only):
-        chunk = args.chunk_size or default_chunk_size(v)
+    for n, v, h, cases in _groups(args.quick, args.only, args.sizes):
+        chunk = args.chunk_size or default_chunk_size(v, n, h)
         # The biggest size is run once: it dominates the wall time on a 2-core CPU.
         repeats = 1 if (n * v == biggest and not args.quick) else args.repeats
         recs, runs = {}, []
         for loss, adv in cases:
             rec = {"loss": loss, "advantages": adv if loss != "ce" else "targets", "N": n, "V": v, "H": h}
             rec.update({"chunk_size": chunk, "repeats": repeats, "skipped": {}})
+            rec["compile"] = bool(args.compile and loss != "ce")
             for impl in ("naive", "fused"):
                 need = _estimate(loss, adv, impl, n, v, h, chunk, blocks)
                 rec[f"{impl}_estimate_gb"] = round(need / 2**30, 2)
@@ -281,7 +295,7 @@ def run(args) -> list[dict]:
             for loss, adv, impl, need in runs if rep % 2 == 0 else runs[::-1]:
                 reason = _skip_reason(need)  # other engineers' jobs may have grown meanwhile
                 spec = {"loss": loss, "advantages": adv, "impl": impl, "N": n, "V": v, "H": h}
-                spec.update({"chunk_size": chunk, "repeats": 1})
+                spec.update({"chunk_size": chunk, "repeats": 1, "compile": args.compile and loss != "ce"})
                 result = {"error": reason} if reason else _run_worker(spec, args.glibc_default)
                 samples[(loss, adv, impl)].append(result)
         for (loss, adv, impl), got in samples.items():
@@ -360,6 +374,16 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    try:
+        sizes = [tuple(int(x) for x in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected NxV[,NxV...] with positive N and V, got {text!r}")
+    return sizes
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the records (and run metadata) to this file")
@@ -378,6 +402,17 @@ def main(argv=None) -> None:
         action="append",
         choices=[f"{loss}:{adv}" for loss, adv in CASES],
         help="run only this case (repeatable), e.g. lco_kld:dpo_dense_top5",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="fused LCO with compile=True (steady state: the kernel is compiled in the warm-up)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=None,
+        help="comma-separated NxV to run instead of the default sizes, e.g. 2048x32000,8192x32000",
     )
     parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results file and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -5,6 +5,8 @@ autograd; the fused path never forms the [N, V] logits and uses the closed-form 
 """
 
 import math
+import shutil
+import warnings
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from lco import (
     fused_sft_loss,
     logprob_advantage_chunks,
 )
+from lco.objectives import fused
 from lco.objectives.fused import default_chunk_size
 from lco.objectives.targets import support_ids
 
@@ -529,6 +532,180 @@ def test_default_chunk_size_is_256_tokens_capped_by_the_block_budget():
     assert default_chunk_size(32000) == default_chunk_size(152064) == 256
     assert default_chunk_size(1_000_000) * 1_000_000 * 4 <= 256 * 2**20
     assert default_chunk_size(10**12) == 1
+
+
+def _fused_share(n, v, h, chunk):
+    """fp32 elements of the fused step (weight and hidden gradients + 4 chunk blocks) over those
+    of the least unfused LCO step (4 [N, V] blocks + the same gradients) — the picker's memory model."""
+    floor = v * h + n * h
+    return (floor + 4 * chunk * v) / (4 * n * v + floor)
+
+
+@pytest.mark.parametrize("n", [64, 512, 2048, 8192, 32768])
+@pytest.mark.parametrize("v", [4096, 32000, 152064])
+@pytest.mark.parametrize("h", [64, 1024, 4096])
+def test_default_chunk_size_from_the_shapes_is_the_largest_within_a_fifth_of_naive(n, v, h):
+    chunk = default_chunk_size(v, n, h)
+    assert 1 <= chunk <= min(n, 256)
+    if chunk == n or chunk == 256:
+        assert chunk == 256 or _fused_share(n, v, h, chunk) <= 0.2 or chunk == fused.MIN_CHUNK_TOKENS
+    elif _fused_share(n, v, h, fused.MIN_CHUNK_TOKENS) > 0.2:
+        assert chunk == fused.MIN_CHUNK_TOKENS  # the floor alone is above a fifth: smallest efficient chunk
+    else:
+        assert chunk % 8 == 0 and _fused_share(n, v, h, chunk) <= 0.2 < _fused_share(n, v, h, chunk + 8)
+
+
+def test_default_chunk_size_at_the_benchmark_shapes():
+    # N = 2048 is where the fixed 256 missed mem_ratio ≤ 0.2 (benchmarks/README.md).
+    assert default_chunk_size(32000, 2048, 1024) == 184
+    assert default_chunk_size(152064, 2048, 1024) == 200
+    assert default_chunk_size(32000, 8192, 1024) == default_chunk_size(152064, 8192, 1024) == 256
+    assert default_chunk_size(32000, 10, 1024) == 10  # never more than N
+    assert default_chunk_size(10**12, 8192, 1024) == 1  # the per-block byte cap stays hard
+
+
+def test_default_chunk_size_leaves_most_of_a_cuda_devices_free_memory(monkeypatch):
+    v = 32000
+    free = 64 * 4 * 4 * v * 4 + 123  # room for 4 blocks of 64 tokens in a quarter
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 10 * free))
+    assert default_chunk_size(v, 8192, 1024, "cuda") == 64
+    assert default_chunk_size(v, 8192, 1024, "cpu") == 256
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_the_chunk_size_is_the_callers_or_the_one_picked_from_the_shapes(chunk_size):
+    n, v, h = 300, 256, 4
+    p = _problem(n=n, v=v, h=h, bias=False)
+    expected = chunk_size or default_chunk_size(v, n, h)
+    assert expected != 7 and expected < n or chunk_size == 7
+    leaves, sparse = _leaves(p), SparseAdvantages(p["token_advantages"], p["actions"])
+    with _OpRecorder() as ops:
+        value = fused_lco_loss(
+            leaves[0], leaves[1], loss="lco_kld", beta=1.0, advantages=sparse,
+            chunk_size=chunk_size,
+        )  # fmt: skip
+        torch.autograd.grad(value, leaves)
+    # Three matmuls per chunk (logits, grad_hidden, grad_weight), no [c, V] block beyond the chunk.
+    assert ops.matmuls == 3 * math.ceil(n / expected)
+    assert ops.largest <= expected * v
+
+
+# --- one pass: z* in closed form, compiled kernels -------------------------------------------------
+
+
+@pytest.mark.parametrize("v", [1, 2, 7, 32000])
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
+def test_sparse_normalized_is_normalize_advantages_of_the_one_hot_row(v, normalization):
+    if v == 1 and normalization in ("mean_std",):
+        pytest.skip("σ = 0 over one entry: the row is 0/eps, nothing to compare beyond 'mean'")
+    token_adv = torch.tensor([1.7, -0.4, 0.0, 3e-7, -250.0])
+    actions = torch.arange(5) % v
+    dense = lco.normalize_advantages(lco.sparse_advantages(token_adv, actions, v), normalization)
+    off, on = fused.sparse_normalized(token_adv, v, normalization)
+    at_action = dense.gather(-1, actions[:, None]).squeeze(-1)
+    torch.testing.assert_close(on, at_action, rtol=1e-5, atol=1e-6)
+    if v > 1:
+        elsewhere = dense.scatter(-1, actions[:, None], float("nan"))
+        torch.testing.assert_close(elsewhere.nanmean(-1), off, rtol=1e-5, atol=1e-6)
+        assert torch.all((elsewhere - off[:, None]).nan_to_num(0.0).abs() <= 1e-6 + 1e-5 * off.abs()[:, None])
+
+
+@pytest.mark.parametrize("beta_negative", [None, 12.0])
+@pytest.mark.parametrize("normalization", ["mean", "mean_std", "std", "none"])
+@pytest.mark.parametrize("old_form", ["tensor", None])
+@pytest.mark.parametrize("adv_form", ["dense", "sparse", "callable"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_whole_vocabulary_target_for_every_normalization_and_beta_negative_equals_naive(
+    loss, adv_form, old_form, normalization, beta_negative
+):
+    """The one-pass z* (closed forms for sparse A, multiply-add for dense A) against
+    normalize_advantages + optimal_logits of the naive path; a zero token advantage included."""
+    p = _problem()
+    p["token_advantages"][3] = 0.0
+    _assert_fused_equals_naive(
+        p,
+        loss,
+        adv_form,
+        old_form,
+        p["mask"],
+        4,
+        None,
+        normalization=normalization,
+        beta_negative=beta_negative,
+    )
+
+
+@pytest.fixture
+def fresh_kernels(monkeypatch):
+    """An empty cache of compiled kernels for this test (they are shared per process otherwise)."""
+    monkeypatch.setattr(fused, "_COMPILED", {})
+
+
+def test_compile_falls_back_to_eager_with_one_warning(monkeypatch, fresh_kernels):
+    calls = []
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            calls.append(1)
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(fused.torch, "compile", broken_compile)
+    p = _problem()
+    adv, _ = _advantages(p, "sparse")
+    eager_value, eager_grads, _ = _fused_lco(p, "lco_lch", adv, None, p["mask"], 4)
+    with pytest.warns(RuntimeWarning, match="lco_lch chunk kernel failed .*C\\+\\+ compiler.*eager"):
+        value, grads, _ = _fused_lco(p, "lco_lch", adv, None, p["mask"], 4, compile=True)
+    assert len(calls) == 1  # tried once, then eager for the remaining chunks
+    torch.testing.assert_close(value, eager_value, rtol=0, atol=0)
+    for f, e in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(f, e, rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second step neither retries nor warns again
+        _fused_lco(p, "lco_lch", adv, None, p["mask"], 4, compile=True)
+    assert len(calls) == 1
+    assert "C++ compiler" in fused._COMPILED["lco_lch"].failure
+
+
+def test_compile_auto_follows_the_per_device_table(monkeypatch, fresh_kernels):
+    spec = fused.LCO_LOSSES["lco_kld"]
+    monkeypatch.setattr(fused, "COMPILE_AUTO", {"cpu": False})
+    assert fused.chunk_kernel(spec, "auto", "cpu") is spec.value_and_grad
+    assert fused.chunk_kernel(spec, "auto", "cuda") is spec.value_and_grad  # absent: eager
+    monkeypatch.setattr(fused, "COMPILE_AUTO", {"cpu": True})
+    kernel = fused.chunk_kernel(spec, "auto", "cpu")
+    assert isinstance(kernel, fused.CompiledKernel) and fused.chunk_kernel(spec, True) is kernel
+    assert fused.chunk_kernel(spec, False) is spec.value_and_grad
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None, "AUTO"])
+def test_bad_compile_option_is_rejected_by_name(bad):
+    p = _problem()
+    with pytest.raises(ValueError, match="compile must be"):
+        _fused_lco(p, "lco_kld", p["dense_advantages"], None, None, 4, compile=bad)
+
+
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("cc") is None,
+    reason="Inductor's CPU backend needs a C++ compiler",
+)
+@pytest.mark.parametrize("loss", ["lco_lch"])  # one loss: compiling costs ~30 s on a 2-core CPU
+def test_compiled_kernel_equals_naive(loss, fresh_kernels):
+    p = _problem()
+    for adv_form, old_form, mask, support in (
+        ("sparse", None, p["mask"], None),
+        ("dense", "tensor", None, 3),
+    ):
+        adv, adv_dense = _advantages(p, adv_form)
+        old, old_full = _old_logits(p, old_form)
+        naive_value, naive_grads = _naive_lco(p, loss, adv_dense, old_full, mask, support=support)
+        value, grads, _ = _fused_lco(p, loss, adv, old, mask, 4, support=support, compile=True)
+        torch.testing.assert_close(value, naive_value, **TOL)
+        for f, n in zip(grads, naive_grads, strict=True):
+            torch.testing.assert_close(f, n, **TOL)
+    assert fused._COMPILED[loss].failure is None
 
 
 # --- bad input ----------------------------------------------------------------------------------
