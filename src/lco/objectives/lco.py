@@ -92,7 +92,10 @@ def lco_kld_per_token(logits: torch.Tensor, target_logits: torch.Tensor, support
     log_pi_star = torch.log_softmax(target_logits, dim=-1)
     if support is not None:
         log_pi = log_pi.gather(-1, support)
-    return (log_pi_star.exp() * (log_pi_star - log_pi)).sum(-1)
+    kl = (log_pi_star.exp() * (log_pi_star - log_pi)).sum(-1)
+    # KL ≥ 0 (Gibbs), but fp32 rounding of the sum can leave it a few ulps below 0 near π_θ = π*:
+    # a detached correction lifts the value to 0 and leaves the gradient π_θ − π* untouched.
+    return kl + (kl.detach().clamp_min(0.0) - kl.detach())
 
 
 # --- closed-form logit gradients ∂ℓ/∂z ---------------------------------------------------
@@ -167,10 +170,11 @@ def lco_kld_value_and_grad(logits, target_logits, support=None):
     if support is not None:
         gap = log_pi_star - log_pi.gather(-1, support)
         pi_star = log_pi_star.exp_()
-        return _row_dot(pi_star, gap), log_pi.exp_().scatter_add_(-1, support, pi_star.neg_())
+        value = _row_dot(pi_star, gap).clamp_min_(0.0)  # as lco_kld_per_token: rounding below 0
+        return value, log_pi.exp_().scatter_add_(-1, support, pi_star.neg_())
     gap = torch.sub(log_pi_star, log_pi, out=target_logits)
     pi_star = log_pi_star.exp_()
-    return _row_dot(pi_star, gap), log_pi.exp_().sub_(pi_star)
+    return _row_dot(pi_star, gap).clamp_min_(0.0), log_pi.exp_().sub_(pi_star)
 
 
 @dataclass(frozen=True)
