@@ -58,7 +58,7 @@ def test_the_alias_works_from_yaml_and_from_the_command_line(tmp_path):
     assert from_cli.head_chunk_size == 64
 
 
-def test_unset_head_chunk_size_is_the_fused_losss_default_for_the_policys_vocabulary(
+def test_unset_head_chunk_size_is_picked_from_the_batch_shapes_and_a_set_one_is_kept(
     tmp_path, tiny_models, tokenizer, prompts
 ):
     from lco import LCOTrainer
@@ -68,7 +68,14 @@ def test_unset_head_chunk_size_is_the_fused_losss_default_for_the_policys_vocabu
         tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
     )
     vocab = trainer.model.get_output_embeddings().weight.shape[0]
-    assert trainer._chunk_size == default_chunk_size(vocab) == min(256, 2**28 // (4 * vocab))
+    hidden = trainer.model.config.hidden_size
+    # picked per batch from the shapes: never more rows than the batch has, at most 256 for a large one
+    assert trainer._chunk_for(10, hidden) == default_chunk_size(vocab, 10, hidden) == 10
+    assert trainer._chunk_for(100_000, hidden) == default_chunk_size(vocab, 100_000, hidden) == min(
+        256, 2**28 // (4 * vocab)
+    )
+    trainer.args.head_chunk_size = 7  # the user's choice wins on every path
+    assert trainer._chunk_for(100_000, hidden) == 7
 
 
 def test_the_docstring_documents_every_field_lco_config_adds_to_grpo_config():

@@ -165,9 +165,9 @@ class LCOConfig(GRPOConfig):
         head_chunk_size (`int` or `None`, *optional*, defaults to `None`):
             Tokens per chunk on every LM-head path (the fused LCO loss, the log-probabilities of the policy-gradient
             baselines and of PPO's old policy and reference, the distillation losses, the dense advantages): bounds
-            the ``[chunk, V]`` logits held at once. ``None`` uses the fused loss's measured default,
-            :func:`lco.objectives.fused.default_chunk_size` of the policy's vocabulary (256 tokens up to 262k
-            entries).
+            the ``[chunk, V]`` logits held at once. ``None`` picks it per batch from the shapes with
+            :func:`lco.objectives.fused.default_chunk_size` (N tokens, V, H and the device's free memory: at most
+            256 tokens, fewer where the chunk would pass a fifth of the unfused step's memory).
         lco_chunk_size (`int` or `None`, *optional*, defaults to `None`):
             Deprecated alias of ``head_chunk_size`` (it always set every head path, not only LCO's); setting it
             warns and sets ``head_chunk_size``.
@@ -289,8 +289,8 @@ class LCOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Tokens per chunk on every LM-head path (fused LCO loss, policy-gradient and distillation "
-            "log-probabilities, dense advantages): bounds the [chunk, V] logits held at once. Default: the fused "
-            "loss's measured default for the policy's vocabulary (256 tokens up to 262k entries)."
+            "log-probabilities, dense advantages): bounds the [chunk, V] logits held at once. Default: picked per "
+            "batch from N, V, H and the device's free memory by lco.objectives.fused.default_chunk_size (at most 256)."
         },
     )
     lco_chunk_size: int | None = field(

@@ -158,8 +158,6 @@ class LCOTrainer(GRPOTrainer):
         anchor = self._anchor_snapshot(policy) if args.lco_anchor_update_steps != 1 else None
         add_hidden_state_head(policy)
         self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
-        # Tokens per chunk of every head path: the user's, else the fused loss's measured default.
-        self._chunk_size = args.head_chunk_size or default_chunk_size(self._policy_vocab)
         self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
         self._anchor: PolicyAnchor | None = None
@@ -286,7 +284,7 @@ class LCOTrainer(GRPOTrainer):
                         w,
                         b,
                         output["completion_ids"][s : s + batch],
-                        self._chunk_size,
+                        self._chunk_for_hidden(h),
                         self.temperature,
                     )
                     save("ppo_old_logps", old_logps)
@@ -298,7 +296,7 @@ class LCOTrainer(GRPOTrainer):
                             w,
                             b,
                             output["completion_ids"][s : s + batch],
-                            self._chunk_size,
+                            self._chunk_for_hidden(h),
                             self.temperature,
                         )
                         save("ref_logps", logps)
@@ -313,6 +311,16 @@ class LCOTrainer(GRPOTrainer):
         if self._gap_monitor is not None:
             output["sequence_rewards"] = self._gap_sequence_rewards(output["advantages"].numel())
         return output
+
+    def _chunk_for(self, n_tokens: int, hidden_size: int | None = None, device=None) -> int:
+        """Tokens per chunk of a head path over ``n_tokens`` rows: the user's ``head_chunk_size``, else
+        the fused loss's pick from N, V, H and the device's free memory (:func:`default_chunk_size`)."""
+        if self.args.head_chunk_size:
+            return self.args.head_chunk_size
+        return default_chunk_size(self._policy_vocab, n_tokens, hidden_size, device)
+
+    def _chunk_for_hidden(self, hidden: torch.Tensor) -> int:
+        return self._chunk_for(hidden.numel() // hidden.shape[-1], hidden.shape[-1], hidden.device)
 
     def _value_head(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.model).lco_value_head
@@ -366,8 +374,9 @@ class LCOTrainer(GRPOTrainer):
         rows = self._dense_advantage_rows(output)
         actions = output["completion_ids"].reshape(-1)
         picked = []
-        for start in range(0, actions.numel(), self._chunk_size):
-            end = min(start + self._chunk_size, actions.numel())
+        chunk = self._chunk_for(actions.numel())
+        for start in range(0, actions.numel(), chunk):
+            end = min(start + chunk, actions.numel())
             dense = normalize_advantages(rows(start, end), normalization)
             picked.append(dense.gather(-1, actions[start:end, None]).squeeze(-1))
         output["token_advantages"] = torch.cat(picked).view_as(mask) * mask
@@ -541,7 +550,7 @@ class LCOTrainer(GRPOTrainer):
         tokens = inputs["completion_ids"]
 
         def head_fn(h, w, b):
-            return chunked_token_stats(h, w, b, tokens, self._chunk_size, self.temperature)[0]
+            return chunked_token_stats(h, w, b, tokens, self._chunk_for_hidden(h), self.temperature)[0]
 
         return head_outputs(model, ids, am, k, head_fn), mask.float()
 
@@ -622,7 +631,7 @@ class LCOTrainer(GRPOTrainer):
                 beta=args.lco_beta,
                 normalization=args.advantage_normalization,
                 mask=mask.reshape(-1).bool(),
-                chunk_size=self._chunk_size,
+                chunk_size=self._chunk_for_hidden(h),
                 return_stats=True,
                 **sources,
                 **options,
@@ -661,7 +670,7 @@ class LCOTrainer(GRPOTrainer):
         with_values = self._spec.needs_values
 
         def head_fn(h, w, b):
-            logps, entropy = chunked_token_stats(h, w, b, tokens, self._chunk_size, self.temperature)
+            logps, entropy = chunked_token_stats(h, w, b, tokens, self._chunk_for_hidden(h), self.temperature)
             values = self._value_head()(h.float()).squeeze(-1) if with_values else None
             return logps, entropy, values
 
@@ -698,7 +707,7 @@ class LCOTrainer(GRPOTrainer):
 
         def head_fn(h, w, b):
             return chunked_distribution_loss(
-                h, w, b, teacher_logits, per_token, mask, self._chunk_size, temperature=self.temperature
+                h, w, b, teacher_logits, per_token, mask, self._chunk_for_hidden(h), temperature=self.temperature
             )
 
         total = head_outputs(model, ids, am, k, head_fn)
