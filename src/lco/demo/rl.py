@@ -97,8 +97,9 @@ def lco_config(
     output_dir: str,
     rm: dict | None,
 ):
-    """The ``LCOConfig`` of a run: the method's objective × advantage with its own defaults, and the
-    settings shared by every method (batch, budget, sampling, learning rate)."""
+    """The ``LCOConfig`` of a run: the method's objective × advantage with its own defaults, the
+    settings shared by every method (batch, budget, sampling, learning rate), then the method's
+    ``lco_options`` (the stability options of an ablation row)."""
     from ..trainer import LCOConfig
 
     fields = {f.name for f in dataclasses.fields(LCOConfig)}
@@ -111,7 +112,7 @@ def lco_config(
         extra["gap_every"] = rl.dynamics_every
     if method.reward == "dpo":
         extra["reward_weights"] = [1.0, 0.0]  # the DPO reward drives; the rule reward is only logged
-    return LCOConfig(
+    kwargs = dict(
         output_dir=output_dir,
         objective=method.objective,
         advantage=method.advantage,
@@ -135,6 +136,9 @@ def lco_config(
         dynamics_every=rl.dynamics_every,
         **extra,
     )
+    # the row's own LCO options (an ablation variant) override the shared defaults above
+    kwargs.update(method.options)
+    return LCOConfig(**kwargs)
 
 
 def train_policy(
