@@ -44,7 +44,9 @@ class Method:
         if not isinstance(options, tuple) or not all(
             isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in options
         ):
-            raise ValueError(f"lco_options of {self.name!r} must be a tuple of (field, value) pairs, got {options!r}")
+            raise ValueError(
+                f"lco_options of {self.name!r} must be a tuple of (field, value) pairs, got {options!r}"
+            )
         names = [name for name, _ in options]
         if len(set(names)) != len(names):
             raise ValueError(f"lco_options of {self.name!r} sets a field twice: {names}")
@@ -68,7 +70,10 @@ class Method:
             return True
         if not self.trained:
             return False
-        return bool(ADVANTAGE_SPECS[self.advantage].reward_models) or OBJECTIVE_SPECS[self.objective].needs_teacher
+        return (
+            bool(ADVANTAGE_SPECS[self.advantage].reward_models)
+            or OBJECTIVE_SPECS[self.objective].needs_teacher
+        )
 
     def as_dict(self) -> dict:
         """The row's fields (the RL stage's cache key); ``lco_options`` only when set, so that the rows
@@ -174,11 +179,18 @@ for _objective, _objective_label in ABLATION_OBJECTIVES.items():
 
 # The issue's six, plus one Table-5 row: LCO-KLD on the rule reward separates what the LCO objective
 # does from what the DPO reward model's dense advantage does (the other LCO rows use both).
-DEFAULT_METHODS = ("lco_kld", "lco_lch", "lco_mse", "ppo", "grpo", "reinforce", "lco_kld_rule", "lco_kld_matched")
-QUICK_METHODS = ("lco_kld", "ppo", "grpo")
-FULL_METHODS = tuple(
-    name for name in METHODS if name != "warmup" and not METHODS[name].lco_options
+DEFAULT_METHODS = (
+    "lco_kld",
+    "lco_lch",
+    "lco_mse",
+    "ppo",
+    "grpo",
+    "reinforce",
+    "lco_kld_rule",
+    "lco_kld_matched",
 )
+QUICK_METHODS = ("lco_kld", "ppo", "grpo")
+FULL_METHODS = tuple(name for name in METHODS if name != "warmup" and not METHODS[name].lco_options)
 # the baselines of the study's matched-signal and learning-rate parts: 4 completions per prompt, the
 # verifier's reward
 MATCHED_BASELINES = ("grpo", "reinforce", "ppo_matched", "dapo")

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from .methods import DEFAULT_METHODS, FULL_METHODS, LR_SWEEP_METHODS, QUICK_METHODS
+from .methods import (
+    ABLATION_OPTIONS,
+    ABLATION_SIGNALS,
+    DEFAULT_METHODS,
+    FULL_METHODS,
+    LR_SWEEP_METHODS,
+    MATCHED_BASELINES,
+    QUICK_METHODS,
+)
 
 PROFILES = ("quick", "default", "full")
+STUDIES = ("stability",)
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,33 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class StudySettings:
+    """``lco demo --study stability`` (issue 12): three parts on the demo's task, warm-up and reward
+    model, every run at ``seeds`` seeds.
+
+    1. *ablation* — LCO (``ablation_objectives``) × signal (``ablation_signals``: the dense DPO
+       advantage, the verifier reward at 4 completions per prompt) × stability option
+       (``ablation_options``: the paper as written, each option alone, the authors' preset), at the
+       common learning rate;
+    2. *matched* — the baselines and the LCO configuration chosen from part 1, at GRPO's 4 completions
+       per prompt and GRPO's verifier reward, at the common learning rate;
+    3. *ladder* — the same methods at every learning rate of ``ladder``.
+
+    The LCO configuration of parts 2–3 is chosen automatically among the part-1 rows of
+    ``choice_signal`` (the matched signal): fewest collapses over its runs, then the highest mean test
+    pass@1 (:func:`lco.demo.report.study.rank_methods`).
+    """
+
+    name: str = "stability"
+    ablation_objectives: tuple[str, ...] = ("lco_kld",)
+    ablation_signals: tuple[str, ...] = tuple(ABLATION_SIGNALS)
+    ablation_options: tuple[str, ...] = tuple(ABLATION_OPTIONS)
+    choice_signal: str = "outcome"
+    baselines: tuple[str, ...] = MATCHED_BASELINES
+    ladder: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     profile: str = "default"
     task: TaskSettings = field(default_factory=TaskSettings)
@@ -143,6 +179,7 @@ class DemoSettings:
     seeds: int = 2
     lr_sweep: tuple[float, ...] = ()  # empty: no sweep
     lr_sweep_methods: tuple[str, ...] = LR_SWEEP_METHODS
+    study: StudySettings | None = None  # set by study_settings: the run list is the study's, not methods
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,3 +208,29 @@ def profile_settings(profile: str = "default", lr_sweep: bool = False) -> DemoSe
     if lr_sweep:
         settings = replace(settings, lr_sweep=LR_LADDER)
     return settings
+
+
+# The study's budget, from a measured run (docs/demo.md, "Stability study"): per-run cost on this
+# machine, seconds per 100 rollouts with one worker per core.
+STUDY_SEEDS = 3
+STUDY_ROLLOUT_BUDGET = 1280
+STUDY_CURVE_EVERY = 256
+STUDY_TEST_PROBLEMS = 300
+STUDY_HARD_PROBLEMS = 100
+
+
+def study_settings(name: str = "stability") -> DemoSettings:
+    """The settings of ``lco demo --study NAME``: the default task, warm-up and reward model (so their
+    cached stages are shared with the default demo's), ≥ 3 seeds, and the rollout budget and
+    evaluation size that fit the whole study into an hour on 2 cores (arithmetic in docs/demo.md)."""
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {', '.join(STUDIES)}, got {name!r}")
+    settings = DemoSettings(profile=f"study-{name}")
+    return replace(
+        settings,
+        rl=replace(settings.rl, rollout_budget=STUDY_ROLLOUT_BUDGET, curve_every=STUDY_CURVE_EVERY),
+        eval=replace(settings.eval, test_problems=STUDY_TEST_PROBLEMS, hard_problems=STUDY_HARD_PROBLEMS),
+        methods=(),
+        seeds=STUDY_SEEDS,
+        study=StudySettings(name=name, ladder=LR_LADDER),
+    )
