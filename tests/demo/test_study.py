@@ -320,7 +320,27 @@ def test_lco_options_are_validated_as_pairs():
         Method("x", "X", policy="warmup", lco_options=(("lco_support", "full"),))
     # a row without options keeps the cache key it had before the field existed
     assert "lco_options" not in METHODS["grpo"].as_dict()
-    assert METHODS[ablation_name("lco_kld", "dense", "top_k")].as_dict()["lco_options"] == [
-        ["lco_support", "top_k"],
-        ["lco_support_k", 5],
-    ]
+    options = METHODS[ablation_name("lco_kld", "dense", "top_k")].as_dict()["lco_options"]
+    assert ["lco_support", "top_k"] in options and ["lco_anchor_update_steps", 1] in options
+
+
+def test_ablation_rows_spell_out_the_paper_and_the_authors_presets_of_lco_config():
+    """Each row is the paper's form with one change, whatever LCOConfig's defaults: its options equal
+    what the config's presets resolve to (at the demo's β = 1)."""
+    from lco.trainer import LCOConfig
+
+    fields = [name for name, _ in ABLATION_OPTIONS["paper"][1]]
+
+    def resolved(preset):
+        config = LCOConfig(
+            output_dir="/tmp/unused", objective="lco_kld", lco_preset=preset, lco_beta=1.0, use_cpu=True
+        )
+        return {name: getattr(config, name) for name in fields}
+
+    assert dict(ABLATION_OPTIONS["paper"][1]) == resolved("paper")
+    assert dict(ABLATION_OPTIONS["authors"][1]) == resolved("authors")
+    paper = dict(ABLATION_OPTIONS["paper"][1])
+    for option, (_, options) in ABLATION_OPTIONS.items():
+        changed = {name for name, value in options if paper[name] != value}
+        if option not in ("paper", "authors"):
+            assert len(changed) == 1, option  # one option alone

@@ -138,17 +138,43 @@ METHODS: dict[str, Method] = {
 }
 
 # The stability ablation of the study (``lco demo --study stability``; docs/trainer.md, "Stability
-# options"): the paper as written, each option alone, and the authors' combination. β_negative is
-# 100·β at the demo's β = 1 (RLSettings.lco_beta). "paper" names its preset, so that the row stays the
-# paper's form whatever LCOConfig's defaults are.
+# options"): the paper as written, each option alone, and the authors' combination. Every row spells
+# out all the options (the paper's form with its change), so that a row means the same thing whatever
+# LCOConfig's defaults or presets are. β_negative is 100·β at the demo's β = 1 (RLSettings.lco_beta).
+PAPER_FORM: tuple[tuple[str, object], ...] = (
+    ("lco_support", "full"),
+    ("lco_support_k", 5),
+    ("lco_anchor_update_steps", 1),
+    ("lco_beta_negative", None),
+    ("advantage_normalization", "mean"),
+    ("lco_temperature_consistent", False),
+)
+
+
+def _paper_with(**changes) -> tuple[tuple[str, object], ...]:
+    unknown = set(changes) - {name for name, _ in PAPER_FORM}
+    if unknown:
+        raise ValueError(f"not a stability option: {sorted(unknown)}")
+    return tuple((name, changes.get(name, value)) for name, value in PAPER_FORM)
+
+
 ABLATION_OPTIONS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
-    "paper": ("paper as written", (("lco_preset", "paper"),)),
-    "anchor_never": ("anchor never (m = 0)", (("lco_anchor_update_steps", 0),)),
-    "anchor_every_4": ("anchor every 4 steps", (("lco_anchor_update_steps", 4),)),
-    "top_k": ("top-5 support", (("lco_support", "top_k"), ("lco_support_k", 5))),
-    "beta_negative": ("β_negative = 100β", (("lco_beta_negative", 100.0),)),
-    "temperature_consistent": ("temperature-consistent z_old", (("lco_temperature_consistent", True),)),
-    "authors": ("authors' preset", (("lco_preset", "authors"),)),
+    "paper": ("paper as written", PAPER_FORM),
+    "anchor_never": ("anchor never (m = 0)", _paper_with(lco_anchor_update_steps=0)),
+    "anchor_every_4": ("anchor every 4 steps", _paper_with(lco_anchor_update_steps=4)),
+    "top_k": ("top-5 support", _paper_with(lco_support="top_k")),
+    "beta_negative": ("β_negative = 100β", _paper_with(lco_beta_negative=100.0)),
+    "temperature_consistent": ("temperature-consistent z_old", _paper_with(lco_temperature_consistent=True)),
+    # LCOConfig's preset "authors" at β = 1, spelled out
+    "authors": (
+        "authors' preset",
+        _paper_with(
+            lco_support="top_k",
+            advantage_normalization="std",
+            lco_beta_negative=100.0,
+            lco_anchor_update_steps=0,
+        ),
+    ),
 }
 # The two signals of the ablation: the paper's dense DPO advantage (eq. 13) at the LCO rows' group
 # size, and the verifier's sparse reward at GRPO's group size (the matched signal).

@@ -231,7 +231,7 @@ def stability_map_figure(smap: dict, ladder, path: Path) -> None:
 
     methods = list(smap)
     grid = [[math.nan] * len(ladder) for _ in methods]
-    fig, ax = plt.subplots(figsize=(1.5 * len(ladder) + 3, 0.6 * len(methods) + 1.6))
+    fig, ax = plt.subplots(figsize=(1.3 * len(ladder) + 4.5, 0.55 * len(methods) + 1.8))
     for i, m in enumerate(methods):
         for j, lr in enumerate(ladder):
             cell = smap[m]["cells"].get(f"{lr:g}")
@@ -246,7 +246,7 @@ def stability_map_figure(smap: dict, ladder, path: Path) -> None:
     ax.set_yticks(range(len(methods)), [smap[m]["label"] for m in methods], fontsize=8)
     ax.set(
         xlabel="learning rate",
-        title="fraction of seeds collapsed (number: mean test pass@1 %, collapses/runs)",
+        title="colour: fraction of seeds collapsed\nnumbers: mean test pass@1 %, collapses/runs",
     )
     ax.title.set_fontsize(9)
     fig.colorbar(image, ax=ax, fraction=0.04)
