@@ -62,6 +62,7 @@ def _hundred_beta(config) -> float:
 LCO_PRESETS: dict[str, dict] = {
     "paper": {
         "lco_support": "full",
+        "lco_support_k": 5,
         "lco_anchor_update_steps": 1,
         "lco_beta_negative": None,
         "advantage_normalization": "mean",
@@ -374,8 +375,10 @@ class LCOConfig(GRPOConfig):
 
     def _apply_lco_preset(self) -> None:
         """Refuse the LCO options on other objectives, then fill the preset into the fields left at default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LCO_OPTION_FIELDS}
-        defaults["advantage_normalization"] = "mean"
+        # the field defaults as declared (a subclass's, or this class's if they change): a preset fills the
+        # fields left there, so "paper" restores the paper's form whatever the defaults are
+        names = (*LCO_OPTION_FIELDS, "advantage_normalization")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in names}
         objective = objective_spec(self.objective)
         if not objective.accepts_lco_options:
             for name in LCO_OPTION_FIELDS:

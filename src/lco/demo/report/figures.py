@@ -240,7 +240,8 @@ def stability_map_figure(smap: dict, ladder, path: Path) -> None:
             grid[i][j] = cell["collapsed_fraction"]
             mean = cell["test_pass@1"]["mean"]
             text = f"{'—' if mean is None else f'{100 * mean:.1f}'}\n{cell['collapses']}/{cell['runs']}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+            colour = "white" if cell["collapsed_fraction"] > 0.6 else "black"  # readable on dark red
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     image = ax.imshow(grid, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(ladder)), [f"{lr:g}" for lr in ladder])
     ax.set_yticks(range(len(methods)), [smap[m]["label"] for m in methods], fontsize=8)
