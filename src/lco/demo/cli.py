@@ -1,6 +1,6 @@
 """``lco demo``: run the paper's experiment in miniature and write the report.
 
-    lco demo --out lco-demo-out            # default: 7 methods × 2 seeds, ≈ 9 min on 2 cores
+    lco demo --out lco-demo-out            # default: 8 methods × 2 seeds, ≈ 10 min on 2 cores
     lco demo --quick --out /tmp/smoke      # smoke test: 3 methods, 1 seed, tiny budget, ≈ 1.5 min
     lco demo --full --out lco-demo-full    # every method of Tables 1, 4, 5; 4 seeds
     lco demo --lr-sweep --out lco-demo-out # also: PPO, GRPO, LCO-KLD/LCH over a ladder of learning rates
