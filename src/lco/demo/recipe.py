@@ -356,7 +356,7 @@ def train_policies(
     versions: dict,
 ) -> None:
     """Stage 3: one RL run per trained (method, seed, learning rate), all from π_0, same rollout budget."""
-    from .rl import schedule
+    from .rl import lco_default_changes, schedule
 
     jobs = []
     for run in runs:
@@ -376,6 +376,8 @@ def train_policies(
                 "warmup": warmup.fingerprint(),
                 "reward_model": rm.fingerprint() if needs_rm else None,
                 "versions": versions,
+                # only when LCOConfig's defaults are not the paper's: keeps older keys valid
+                **({"lco_defaults": changed} if (changed := lco_default_changes(run.method)) else {}),
             },
         )
         job = _job(

@@ -33,6 +33,23 @@ def _lco_config_default(name: str):
     return next(f.default for f in dataclasses.fields(LCOConfig) if f.name == name)
 
 
+def lco_default_changes(method: Method) -> dict:
+    """The stability options an LCO row inherits from ``LCOConfig``'s defaults where those differ from
+    the paper's form (empty while the defaults are the paper's). They go into the RL stage's cache key,
+    so that changing the defaults rebuilds the LCO runs they affect and no other stage."""
+    from ..objectives.registry import OBJECTIVE_SPECS
+    from .methods import PAPER_FORM
+
+    if not method.trained or not OBJECTIVE_SPECS[method.objective].accepts_lco_options:
+        return {}
+    own = method.options
+    return {
+        name: _lco_config_default(name)
+        for name, paper in PAPER_FORM
+        if name not in own and _lco_config_default(name) != paper
+    }
+
+
 def iterations_per_rollout(method: Method) -> int:
     """Optimizer steps taken on each rollout batch (PPO's epochs; 1 for every other method)."""
     return int(_lco_config_default("ppo_epochs")) if method.objective == "ppo" else 1
