@@ -360,3 +360,26 @@ def test_changed_lco_defaults_enter_the_cache_key_of_the_lco_rows_that_inherit_t
     assert rl.lco_default_changes(METHODS["lco_kld_matched"]) == {"lco_anchor_update_steps": 0}
     assert rl.lco_default_changes(METHODS[ablation_name("lco_kld", "dense", "paper")]) == {}  # spells it out
     assert rl.lco_default_changes(METHODS["grpo"]) == {} and rl.lco_default_changes(METHODS["warmup"]) == {}
+
+
+def test_matched_sentence_names_the_best_row_and_who_ends_above_the_warm_up():
+    from lco.demo.report.study import matched_findings, summarize
+
+    warm = {
+        **_run("grpo", test=0.30),
+        "method": "warmup",
+        "label": "Warm-up",
+        "trained": False,
+        "learning_rate": None,
+    }
+    rows = {"warmup": summarize([warm])}
+    rows["grpo"] = summarize([_run("grpo", s, test=0.40) for s in range(3)])
+    rows["lco_kld_matched"] = summarize([_run("lco_kld_matched", s, test=0.20) for s in range(3)])
+    text = " ".join(matched_findings(rows))
+    assert "the best test pass@1 is GRPO's (40.00 ± 0.00 %)" in text
+    assert "Above the warm-up (30.00 %): GRPO; not above it: LCO-KLD (matched: 4/prompt, rule RM)." in text
+    rows["lco_kld_matched"] = summarize([_run("lco_kld_matched", s, test=0.50) for s in range(3)])
+    text = " ".join(matched_findings(rows))
+    assert (
+        "best test pass@1 is LCO-KLD (matched: 4/prompt, rule RM)'s" in text and "not above it: none" in text
+    )

@@ -39,6 +39,7 @@ def summarize(runs: list[dict]) -> dict:
     norms = [e["grad_norm"] for r in runs for e in r.get("_history", ()) if "grad_norm" in e and "step" in e]
     return {
         "label": runs[0]["label"],
+        "trained": bool(runs[0].get("trained", True)),
         "runs": len(runs),
         "collapses": sum(bool(r["collapsed"]) for r in runs),
         "diverged": sum(r.get("status") == "diverged" for r in runs),
@@ -236,6 +237,26 @@ def ablation_findings(table: dict[str, dict], study: StudySettings) -> list[str]
     return lines
 
 
+def matched_findings(table: dict[str, dict]) -> list[str]:
+    """At matched signal and the common learning rate: the best row, and who ends above the warm-up."""
+    trained = {m: row for m, row in table.items() if m != "warmup" and row["test_pass@1"]["mean"] is not None}
+    if not trained:
+        return []
+    top = max(trained, key=lambda m: trained[m]["test_pass@1"]["mean"])
+    lines = [
+        f"At matched signal and the common learning rate the best test pass@1 is {trained[top]['label']}'s "
+        f"({_ms(trained[top]['test_pass@1'])} %)."
+    ]
+    if "warmup" in table and table["warmup"]["test_pass@1"]["mean"] is not None:
+        start = table["warmup"]["test_pass@1"]["mean"]
+        above = [row["label"] for row in trained.values() if row["test_pass@1"]["mean"] > start]
+        below = [row["label"] for row in trained.values() if row["test_pass@1"]["mean"] <= start]
+        lines.append(
+            f"Above the warm-up ({_pct(start)} %): {', '.join(above) or 'none'}; not above it: {', '.join(below) or 'none'}."
+        )
+    return lines
+
+
 def comparison_findings(totals: dict[str, dict], lco: str) -> list[str]:
     """Whether the LCO row is more stable than each baseline over the ladder × seeds, and overall —
     whichever way it falls."""
@@ -299,9 +320,10 @@ def part_markdown(table: dict[str, dict]) -> str:
     ]
     for row in table.values():
         g = row["grad_norm"] or {}
+        collapses = f"{row['collapses']}/{row['runs']}" if row["trained"] else "—"
         lines.append(
             f"| {row['label']} | {_ms(row['test_pass@1'])} | {_ms(row['test_greedy_pass@1'])} | "
-            f"{_ms(row['hard_pass@1'])} | {row['collapses']}/{row['runs']} | {_fmt(g.get('p99'))} | "
+            f"{_ms(row['hard_pass@1'])} | {collapses} | {_fmt(g.get('p99'))} | "
             f"{_fmt(g.get('median'))} | {_fmt(g.get('p99_over_median'))} |"
         )
     return "\n".join(lines) + "\n"
@@ -365,8 +387,10 @@ def study_results(records: list[dict], settings: DemoSettings, chosen: dict, gat
     parts = study_parts(settings, chosen["method"])
     lco = chosen["method"]
     compared = [*study.baselines, lco]
-    ablation = label_failed_rm_rows(part_table(records, parts["ablation"]), gate)
-    matched = part_table(records, parts["matched"])
+    # the starting point, as the first row of the tables at the common learning rate
+    start = part_table(records, [("warmup", 0, None)])
+    ablation = {**start, **label_failed_rm_rows(part_table(records, parts["ablation"]), gate)}
+    matched = {**start, **part_table(records, parts["matched"])}
     ladder_records = [
         r for r in records if (r["method"], r["seed"], r["learning_rate"]) in set(parts["ladder"])
     ]
@@ -383,6 +407,7 @@ def study_results(records: list[dict], settings: DemoSettings, chosen: dict, gat
     lco_label = METHODS[lco].label
     ref_label = METHODS[reference].label
     sentences = {
+        "matched": matched_findings(matched),
         "ablation": ablation_findings(part_table(records, parts["ablation"]), study),
         "stability": comparison_findings(ladder_totals(smap), lco),
         "fig7": [
@@ -464,7 +489,7 @@ def study_markdown(
     )
     md.append(rungs_markdown(results["parts"]["ladder"], rl.learning_rate))
     md.append("\n## What the numbers say\n")
-    for key in ("ablation", "stability", "fig7"):
+    for key in ("matched", "ablation", "stability", "fig7"):
         md.extend(f"- {line}\n" for line in results["findings"][key])
     md.append("\n## Figures\n")
     captions = {
@@ -531,6 +556,7 @@ __all__ = [
     "fig7",
     "fig7_sentence",
     "ladder_totals",
+    "matched_findings",
     "rank_methods",
     "rollouts_to_reach",
     "stability_map",
