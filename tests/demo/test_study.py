@@ -383,3 +383,22 @@ def test_matched_sentence_names_the_best_row_and_who_ends_above_the_warm_up():
     assert (
         "best test pass@1 is LCO-KLD (matched: 4/prompt, rule RM)'s" in text and "not above it: none" in text
     )
+
+
+def test_option_ranking_pools_each_option_over_both_signals():
+    from lco.demo.report.study import option_ranking
+
+    study = replace(SETTINGS.study, ablation_options=("paper", "anchor_never"))
+    triples = study_parts(replace(SETTINGS, study=study), None)["ablation"]
+    records = []
+    for signal in ("dense", "outcome"):
+        records += [
+            _run(ablation_name("lco_kld", signal, "paper"), s, test=0.5, collapsed=signal == "dense")
+            for s in range(3)
+        ]
+        records += [_run(ablation_name("lco_kld", signal, "anchor_never"), s, test=0.3) for s in range(3)]
+    rows = option_ranking(records, study, triples)
+    assert [row["option"] for row in rows] == ["anchor_never", "paper"]  # 0/6 beats 3/6 despite pass@1
+    paper = rows[1]
+    assert (paper["collapses"], paper["runs"]) == (3, 6)
+    assert paper["by_signal"]["dense"]["collapses"] == 3 and paper["by_signal"]["outcome"]["collapses"] == 0

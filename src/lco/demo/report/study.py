@@ -111,6 +111,34 @@ def choose_lco(records: list[dict], settings: DemoSettings) -> dict:
     }
 
 
+def option_ranking(records: list[dict], study: StudySettings, triples) -> list[dict]:
+    """Each stability option pooled over the ablation's signals (and objectives), best first by the
+    choice rule: the evidence for ``LCOConfig``'s defaults, which serve both kinds of advantage."""
+    wanted = set(triples)
+    part1 = [r for r in records if (r["method"], r["seed"], r["learning_rate"]) in wanted]
+    rows = []
+    for order, option in enumerate(study.ablation_options):
+        names = {
+            ablation_name(objective, signal, option)
+            for objective in study.ablation_objectives
+            for signal in study.ablation_signals
+        }
+        runs = [r for r in part1 if r["method"] in names]
+        if runs:
+            row = {"option": option, **summarize(runs), "label": ABLATION_OPTIONS[option][0]}
+            row["by_signal"] = {}
+            for signal in study.ablation_signals:
+                of_signal = {
+                    ablation_name(objective, signal, option) for objective in study.ablation_objectives
+                }
+                sub = [r for r in runs if r["method"] in of_signal]
+                if sub:
+                    summary = summarize(sub)
+                    row["by_signal"][signal] = {k: summary[k] for k in ("runs", "collapses", "test_pass@1")}
+            rows.append((_choice_key(row, order), row))
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+
+
 def stability_map(records: list[dict], methods, ladder) -> dict[str, dict]:
     """method → learning rate → runs, collapses, fraction of seeds collapsed, mean test pass@1."""
     out: dict[str, dict] = {}
@@ -376,6 +404,27 @@ def ranking_markdown(chosen: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def option_ranking_markdown(rows: list[dict], study: StudySettings) -> str:
+    signals = list(study.ablation_signals)
+    head = "| Rank | Option | " + " | ".join(f"{ABLATION_SIGNALS[s][0]}: collapses, pass@1" for s in signals)
+    lines = [head + " | All: collapses | All: test pass@1 |", "|---" * (len(signals) + 4) + "|"]
+    for i, row in enumerate(rows, 1):
+        cells = []
+        for signal in signals:
+            sub = row["by_signal"].get(signal)
+            cells.append(
+                "—"
+                if sub is None
+                else f"{sub['collapses']}/{sub['runs']}, {_pct(sub['test_pass@1']['mean'])}"
+            )
+        lines.append(
+            f"| {i} | {row['label']} | "
+            + " | ".join(cells)
+            + f" | {row['collapses']}/{row['runs']} | {_ms(row['test_pass@1'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------------------- report
 
 
@@ -433,6 +482,7 @@ def study_results(records: list[dict], settings: DemoSettings, chosen: dict, gat
     }
     return {
         "chosen": chosen,
+        "option_ranking": option_ranking(records, study, parts["ablation"]),
         "parts": {"ablation": ablation, "matched": matched, "ladder": smap},
         "best_rungs": rungs,
         "ladder_totals": ladder_totals(smap),
@@ -478,6 +528,11 @@ def study_markdown(
         f"**{chosen['label']}**.\n\n"
     )
     md.append(ranking_markdown(chosen))
+    md.append(
+        "\nEach option pooled over both signals (the evidence for LCOConfig's defaults, which serve the dense "
+        "and the sparse advantage alike), by the same rule:\n\n"
+    )
+    md.append(option_ranking_markdown(results["option_ranking"], study))
     md.append(
         f"\n## Part 2 — matched signal (4 completions per prompt, verifier reward, lr {rl.learning_rate:g})\n"
     )
@@ -557,6 +612,7 @@ __all__ = [
     "fig7_sentence",
     "ladder_totals",
     "matched_findings",
+    "option_ranking",
     "rank_methods",
     "rollouts_to_reach",
     "stability_map",
