@@ -62,3 +62,9 @@ def test_lco_config_defaults_match_the_documented_default_form(tmp_path):
     declared = {f.name: f.default for f in dataclasses.fields(LCOConfig) if f.name in PAPER}
     assert _options(LCOConfig(output_dir=str(tmp_path), use_cpu=True)) == declared
     assert _options(LCOConfig(output_dir=str(tmp_path), use_cpu=True, lco_preset="paper")) == PAPER
+
+
+def test_other_objectives_hold_the_lco_options_at_the_paper_whatever_the_defaults(tmp_path):
+    """A baseline never reads the options; with non-paper defaults it must not keep an anchor snapshot."""
+    grpo = _ShiftedDefaults(output_dir=str(tmp_path), use_cpu=True, objective="grpo")
+    assert grpo.lco_anchor_update_steps == 1 and grpo.lco_support == "full" and grpo.lco_beta_negative is None

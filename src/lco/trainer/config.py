@@ -387,6 +387,12 @@ class LCOConfig(GRPOConfig):
                         f"{name} applies to the LCO objectives ({', '.join(LCO_OBJECTIVES)}) only; "
                         f"objective={self.objective!r} does not read it"
                     )
+            # unused here: held at the paper's (neutral) values, so that non-paper LCO defaults never make
+            # a baseline keep an anchor snapshot of its policy
+            for name, value in LCO_PRESETS["paper"].items():
+                if name in LCO_OPTION_FIELDS:
+                    setattr(self, name, value)
+            return
         if self.lco_preset is None:
             return
         if self.lco_preset not in LCO_PRESETS:
