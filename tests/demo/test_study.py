@@ -347,17 +347,21 @@ def test_ablation_rows_spell_out_the_paper_and_the_authors_presets_of_lco_config
 
 
 def test_changed_lco_defaults_enter_the_cache_key_of_the_lco_rows_that_inherit_them(monkeypatch):
-    from lco.demo import rl
+    import dataclasses
 
-    assert all(
-        not rl.lco_default_changes(m) for m in METHODS.values()
-    )  # defaults = the paper: keys as before
+    from lco.demo import rl
+    from lco.trainer import LCOConfig
+
+    declared = {f.name: f.default for f in dataclasses.fields(LCOConfig)}
+    paper = dict(ABLATION_OPTIONS["paper"][1])
+    off_paper = {name: declared[name] for name in paper if declared[name] != paper[name]}
+    assert rl.lco_default_changes(METHODS["lco_kld"]) == off_paper  # whatever the defaults are today
     real = rl._lco_config_default
     monkeypatch.setattr(
-        rl, "_lco_config_default", lambda name: 0 if name == "lco_anchor_update_steps" else real(name)
+        rl, "_lco_config_default", lambda name: 4 if name == "lco_anchor_update_steps" else real(name)
     )
-    assert rl.lco_default_changes(METHODS["lco_kld"]) == {"lco_anchor_update_steps": 0}
-    assert rl.lco_default_changes(METHODS["lco_kld_matched"]) == {"lco_anchor_update_steps": 0}
+    assert rl.lco_default_changes(METHODS["lco_kld"])["lco_anchor_update_steps"] == 4
+    assert rl.lco_default_changes(METHODS["lco_kld_matched"])["lco_anchor_update_steps"] == 4
     assert rl.lco_default_changes(METHODS[ablation_name("lco_kld", "dense", "paper")]) == {}  # spells it out
     assert rl.lco_default_changes(METHODS["grpo"]) == {} and rl.lco_default_changes(METHODS["warmup"]) == {}
 

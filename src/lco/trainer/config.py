@@ -126,12 +126,14 @@ class LCOConfig(GRPOConfig):
 
         > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
 
-        lco_anchor_update_steps (`int`, *optional*, defaults to `1`):
+        lco_anchor_update_steps (`int`, *optional*, defaults to `0`):
             The anchor π_old of z* = z_old + A/β (eq. 7): a frozen snapshot of the policy refreshed every this many
             optimizer steps (at steps 0, m, 2m, …); z_old is the snapshot's exact logits on each batch. 1 is the
             paper (the policy that generated the batch; no extra copy); 0 never refreshes: the initial policy, the
-            KL-regularised optimum around the starting model (the authors' code). Other values keep one frozen copy
-            of the policy. Refused with PEFT, DeepSpeed ZeRO-3 and FSDP.
+            KL-regularised optimum around the starting model (the authors' code). 0 is the default since the
+            demo's stability study (docs/demo.md, "Stability study"): the only single option with no collapse on
+            both the dense and the sparse advantage; ``lco_preset="paper"`` restores 1. Values other than 1 keep
+            one frozen copy of the policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
         lco_support (`str`, *optional*, defaults to `"full"`):
             The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
             ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5) or ``sampled`` (the
@@ -147,7 +149,7 @@ class LCOConfig(GRPOConfig):
             false is the paper (T = 1 logits whatever the sampling temperature).
         lco_preset (`str` or `None`, *optional*, defaults to `None`):
             Named settings of the options above: ``paper`` (full support, anchor every step, no β_negative,
-            ``mean`` normalisation, T = 1; the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
+            ``mean`` normalisation, T = 1; the paper as written, whatever the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
             β_negative = 100·β, anchor = the initial policy). Applied only to the fields left at their default
             (a field set to its default value counts as left).
 
@@ -238,7 +240,7 @@ class LCOConfig(GRPOConfig):
         },
     )
     lco_anchor_update_steps: int = field(
-        default=1,
+        default=0,
         metadata={
             "help": "LCO anchor π_old: a frozen snapshot of the policy refreshed every this many optimizer steps "
             "(at 0, m, 2m, ...). 1 = the paper (the generating policy, no extra copy); 0 = never (the initial "
@@ -382,7 +384,8 @@ class LCOConfig(GRPOConfig):
         objective = objective_spec(self.objective)
         if not objective.accepts_lco_options:
             for name in LCO_OPTION_FIELDS:
-                if getattr(self, name) != defaults[name]:
+                neutral = (defaults[name], LCO_PRESETS["paper"].get(name, defaults[name]))
+                if getattr(self, name) not in neutral:
                     raise ValueError(
                         f"{name} applies to the LCO objectives ({', '.join(LCO_OBJECTIVES)}) only; "
                         f"objective={self.objective!r} does not read it"

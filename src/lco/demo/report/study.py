@@ -301,15 +301,18 @@ def comparison_findings(totals: dict[str, dict], lco: str) -> list[str]:
         (more if share < other else less if share > other else same).append(text)
     head = f"Over the learning-rate ladder × seeds, {mine['label']} collapsed in {mine['collapses']} of {mine['runs']} runs"
     lines = []
+    gaps = [abs(e["collapses"] - mine["collapses"]) for m, e in totals.items() if m != lco]
+    # a difference of one run in a ladder × seeds grid is what one seed flipping at one rung makes
+    marginal = f" — by {max(gaps)} run at most: a marginal difference" if gaps and max(gaps) <= 1 else ""
     if not less and not same and more:
-        lines.append(f"{head}: LCO is more stable than every baseline here — {', '.join(more)}.")
+        lines.append(f"{head}: LCO is more stable than every baseline here{marginal} — {', '.join(more)}.")
     elif less:
         lines.append(
             f"{head}: LCO is NOT more stable than the baselines here — "
             f"{', '.join(less)} collapsed less often"
             + (f"; {', '.join(same)} as often" if same else "")
             + (f"; {', '.join(more)} more often" if more else "")
-            + "."
+            + (f"{marginal}." if marginal else ".")
         )
     else:
         lines.append(
