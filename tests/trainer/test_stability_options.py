@@ -110,7 +110,7 @@ def test_anchor_every_two_steps_changes_exactly_at_steps_0_2_4(tmp_path, tiny_mo
 
 
 def test_anchor_every_step_keeps_no_snapshot(tmp_path, tiny_models, tokenizer, prompts):
-    trainer = _recorder(tmp_path, tiny_models, tokenizer, prompts, max_steps=1)
+    trainer = _recorder(tmp_path, tiny_models, tokenizer, prompts, lco_anchor_update_steps=1, max_steps=1)
     assert trainer._anchor is None
     trainer.train()
     _, inputs, _, _ = trainer.records[0]
