@@ -55,7 +55,8 @@ def _hundred_beta(config) -> float:
 
 # Named settings of the stability options (docs/trainer.md, "Stability options"), applied only to
 # the fields the user left at their default. A value may be a function of the config (β_negative
-# follows lco_beta). "paper": the paper as written (arXiv 2603.00963; every value is the default).
+# follows lco_beta). "paper": the paper as written (arXiv 2603.00963), every option named, so that it
+# restores the paper whatever the defaults are (the anchor default is 0 since issue 12).
 # "authors": their public code (llama-rlhf): π_old's top-5, std over those 5 without centring,
 # β × 100 where A < 0 (their rule-reward trainers, A ≤ 0: at A = 0 the tilt is 0 either way) and
 # the old logits of all rollouts from the initial policy.
