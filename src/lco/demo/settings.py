@@ -4,7 +4,8 @@ Three profiles share one pipeline and differ only in budget and in the methods t
 ``quick`` (a CI smoke test, ≤ 3 minutes), ``default`` (≤ 15 minutes on 2 cores) and ``full``
 (every method of Tables 1, 4, 5 and 4 seeds; not time-bounded). The learning rate of the RL runs
 is one value for every method, chosen before any RL result was seen (see docs/demo.md);
-``--lr-sweep`` tests a ladder of them.
+``--lr-sweep`` tests a ladder of them. ``study_settings`` gives ``lco demo --study stability`` the
+default task, warm-up and reward model with its own budget and run list (:class:`StudySettings`).
 """
 
 from __future__ import annotations
