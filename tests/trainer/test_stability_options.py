@@ -110,7 +110,7 @@ def test_anchor_every_two_steps_changes_exactly_at_steps_0_2_4(tmp_path, tiny_mo
 
 
 def test_anchor_every_step_keeps_no_snapshot(tmp_path, tiny_models, tokenizer, prompts):
-    trainer = _recorder(tmp_path, tiny_models, tokenizer, prompts, max_steps=1)
+    trainer = _recorder(tmp_path, tiny_models, tokenizer, prompts, lco_anchor_update_steps=1, max_steps=1)
     assert trainer._anchor is None
     trainer.train()
     _, inputs, _, _ = trainer.records[0]
@@ -337,8 +337,13 @@ def _changed(tmp_path, tiny_models, **overrides) -> dict:
     return {name: preset[name] for name in plain if plain[name] != preset[name]}
 
 
-def test_paper_preset_is_the_default(tmp_path, tiny_models):
-    assert _changed(tmp_path, tiny_models, lco_preset="paper") == {"lco_preset": "paper"}
+def test_paper_preset_is_the_default_but_for_the_anchor(tmp_path, tiny_models):
+    # issue 12: the default anchor is the initial policy (the demo's stability study); "paper" restores
+    # the paper's anchor, the policy that generated the batch, and changes nothing else
+    assert _changed(tmp_path, tiny_models, lco_preset="paper") == {
+        "lco_preset": "paper",
+        "lco_anchor_update_steps": 1,
+    }
 
 
 def test_authors_preset_sets_exactly_the_documented_fields(tmp_path, tiny_models):
@@ -347,9 +352,10 @@ def test_authors_preset_sets_exactly_the_documented_fields(tmp_path, tiny_models
         "lco_support": "top_k",  # lco_support_k's default is already the authors' 5
         "advantage_normalization": "std",
         "lco_beta_negative": 200.0,  # 100 · lco_beta
-        "lco_anchor_update_steps": 0,
+        # lco_anchor_update_steps: the authors' 0 is already the default (issue 12)
     }
-    assert tiny_config(tmp_path, tiny_models, lco_preset="authors").lco_support_k == 5
+    config = tiny_config(tmp_path, tiny_models, lco_preset="authors")
+    assert (config.lco_support_k, config.lco_anchor_update_steps) == (5, 0)
 
 
 def test_a_preset_leaves_the_fields_the_user_set(tmp_path, tiny_models):
@@ -381,7 +387,7 @@ def test_a_preset_leaves_the_fields_the_user_set(tmp_path, tiny_models):
         ({"lco_preset": "llama-rlhf"}, "lco_preset must be None or one of"),
         ({"advantage_normalization": "median"}, "advantage_normalization must be one of"),
         ({"objective": "grpo", "lco_support": "top_k"}, "lco_support applies to the LCO objectives"),
-        ({"objective": "ppo", "lco_anchor_update_steps": 0}, "lco_anchor_update_steps applies to the LCO"),
+        ({"objective": "ppo", "lco_anchor_update_steps": 2}, "lco_anchor_update_steps applies to the LCO"),
         ({"objective": "reinforce", "lco_beta_negative": 2.0}, "lco_beta_negative applies to the LCO"),
         ({"objective": "grpo", "lco_temperature_consistent": True}, "lco_temperature_consistent applies"),
         ({"objective": "sft", "lco_preset": "paper"}, "lco_preset applies to the LCO objectives"),

@@ -1,9 +1,10 @@
 """``lco demo``: run the paper's experiment in miniature and write the report.
 
-    lco demo --out lco-demo-out            # default: 7 methods × 2 seeds, ≈ 9 min on 2 cores
+    lco demo --out lco-demo-out            # default: 8 methods × 2 seeds, ≈ 10 min on 2 cores
     lco demo --quick --out /tmp/smoke      # smoke test: 3 methods, 1 seed, tiny budget, ≈ 1.5 min
     lco demo --full --out lco-demo-full    # every method of Tables 1, 4, 5; 4 seeds
     lco demo --lr-sweep --out lco-demo-out # also: PPO, GRPO, LCO-KLD/LCH over a ladder of learning rates
+    lco demo --study stability --out DIR   # LCO's stability options, matched signal, lr ladder; 3 seeds, ≤ 1 h
 
 Every stage is cached under OUT/stages: running the same command again resumes where it stopped
 (a killed run loses no finished stage) and rebuilds only what a changed setting affects.
@@ -29,6 +30,12 @@ def add_parser(subparsers) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smoke test: tiny budget, 1 seed, 3 methods")
     size.add_argument("--full", action="store_true", help="every method of Tables 1, 4 and 5, 4 seeds")
+    size.add_argument(
+        "--study",
+        choices=("stability",),
+        help="stability: ablation of LCO's stability options (dense and verifier signal), LCO against GRPO, "
+        "RLOO, PPO, DAPO at matched signal, and a learning-rate ladder; 3 seeds each (see docs/demo.md)",
+    )
     p.add_argument(
         "--lr-sweep",
         action="store_true",
@@ -50,8 +57,19 @@ def settings_from_args(args):
     """The DemoSettings the flags ask for; every bad value is one ValueError, raised before any work."""
     from .methods import resolve_methods
     from .recipe import check_settings
-    from .settings import profile_settings
+    from .settings import profile_settings, study_settings
 
+    study = getattr(args, "study", None)
+    if study is not None:
+        if args.methods or args.lr_sweep:
+            raise ValueError("--study runs its own methods and learning rates; drop --methods / --lr-sweep")
+        settings = study_settings(study)
+        if args.seeds is not None:
+            settings = replace(settings, seeds=args.seeds)
+        if isinstance(args.workers, bool) or args.workers < 1:
+            raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+        check_settings(settings)
+        return settings
     profile = "quick" if args.quick else "full" if args.full else "default"
     settings = profile_settings(profile, lr_sweep=args.lr_sweep)
     if args.methods:
@@ -82,11 +100,24 @@ def _show_cache_warnings() -> None:
 
 
 def run(args) -> int:
-    from .recipe import check_output_folder, run_demo
+    from .recipe import check_output_folder, run_demo, run_study
 
     _show_cache_warnings()
     settings = settings_from_args(args)
     out = check_output_folder(args.out)
+    if settings.study is not None:
+        print(
+            f"lco demo --study {settings.study.name}: {settings.seeds} seeds, "
+            f"{settings.rl.rollout_budget} rollouts per run; {args.workers} worker(s); output in {out}/",
+            flush=True,
+        )
+        paths = run_study(settings, out, workers=args.workers)
+        report = paths["report"].read_text()
+        print(
+            "\n## What the numbers say" + report.split("## What the numbers say", 1)[1].split("\n## ", 1)[0]
+        )
+        print(f"report:  {paths['report']}\nresults: {paths['results']}\nfigures: {paths['figures']}/")
+        return 0
     print(
         f"lco demo ({settings.profile}): {len(settings.methods)} method(s) × {settings.seeds} seed(s)"
         + (

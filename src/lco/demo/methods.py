@@ -35,6 +35,28 @@ class Method:
     advantage: str = "outcome"
     reward: str = "rule"
     num_generations: int = MIN_GROUP
+    # LCOConfig fields this row sets on top of the defaults, as (field, value) pairs (frozen, hashable):
+    # the stability options of docs/trainer.md, so that an ablation variant is one more row
+    lco_options: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self):
+        options = self.lco_options
+        if not isinstance(options, tuple) or not all(
+            isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in options
+        ):
+            raise ValueError(
+                f"lco_options of {self.name!r} must be a tuple of (field, value) pairs, got {options!r}"
+            )
+        names = [name for name, _ in options]
+        if len(set(names)) != len(names):
+            raise ValueError(f"lco_options of {self.name!r} sets a field twice: {names}")
+        if options and self.policy != "trained":
+            raise ValueError(f"lco_options of {self.name!r}: a policy that is not trained has no LCOConfig")
+
+    @property
+    def options(self) -> dict:
+        """``lco_options`` as the keyword arguments ``LCOConfig`` takes."""
+        return dict(self.lco_options)
 
     @property
     def trained(self) -> bool:
@@ -48,10 +70,20 @@ class Method:
             return True
         if not self.trained:
             return False
-        return bool(ADVANTAGE_SPECS[self.advantage].reward_models) or OBJECTIVE_SPECS[self.objective].needs_teacher
+        return (
+            bool(ADVANTAGE_SPECS[self.advantage].reward_models)
+            or OBJECTIVE_SPECS[self.objective].needs_teacher
+        )
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The row's fields (the RL stage's cache key); ``lco_options`` only when set, so that the rows
+        that existed before it keep their cached stages."""
+        fields = asdict(self)
+        if not self.lco_options:
+            fields.pop("lco_options")
+        else:
+            fields["lco_options"] = [list(pair) for pair in self.lco_options]
+        return fields
 
 
 def _lco(name: str, label: str, objective: str, advantage: str = "dpo_dense") -> Method:
@@ -90,16 +122,104 @@ METHODS: dict[str, Method] = {
         _lco("lco_kld_rule", "LCO-KLD (sampled, rule RM)", "lco_kld", "outcome"),
         _lco("lco_lch_rule", "LCO-LCH (sampled, rule RM)", "lco_lch", "outcome"),
         _lco("lco_mse_rule", "LCO-MSE (sampled, rule RM)", "lco_mse", "outcome"),
+        # matched signal (issue 12): LCO with GRPO's completions per prompt and GRPO's verifier reward,
+        # and PPO at the same group size, so that only the objective differs from the group baselines
+        Method(
+            "lco_kld_matched",
+            "LCO-KLD (matched: 4/prompt, rule RM)",
+            objective="lco_kld",
+            advantage="outcome",
+            num_generations=GROUP_SIZE,
+        ),
+        _group("ppo_matched", "PPO (4/prompt)", "ppo"),
         # the starting point of every run; always in the table
         Method("warmup", "SFT warm-up (no RL)", policy="warmup"),
     )
 }
 
+# The stability ablation of the study (``lco demo --study stability``; docs/trainer.md, "Stability
+# options"): the paper as written, each option alone, and the authors' combination. Every row spells
+# out all the options (the paper's form with its change), so that a row means the same thing whatever
+# LCOConfig's defaults or presets are. β_negative is 100·β at the demo's β = 1 (RLSettings.lco_beta).
+PAPER_FORM: tuple[tuple[str, object], ...] = (
+    ("lco_support", "full"),
+    ("lco_support_k", 5),
+    ("lco_anchor_update_steps", 1),
+    ("lco_beta_negative", None),
+    ("advantage_normalization", "mean"),
+    ("lco_temperature_consistent", False),
+)
+
+
+def _paper_with(**changes) -> tuple[tuple[str, object], ...]:
+    unknown = set(changes) - {name for name, _ in PAPER_FORM}
+    if unknown:
+        raise ValueError(f"not a stability option: {sorted(unknown)}")
+    return tuple((name, changes.get(name, value)) for name, value in PAPER_FORM)
+
+
+ABLATION_OPTIONS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
+    "paper": ("paper as written", PAPER_FORM),
+    "anchor_never": ("anchor never (m = 0)", _paper_with(lco_anchor_update_steps=0)),
+    "anchor_every_4": ("anchor every 4 steps", _paper_with(lco_anchor_update_steps=4)),
+    "top_k": ("top-5 support", _paper_with(lco_support="top_k")),
+    "beta_negative": ("β_negative = 100β", _paper_with(lco_beta_negative=100.0)),
+    "temperature_consistent": ("temperature-consistent z_old", _paper_with(lco_temperature_consistent=True)),
+    # LCOConfig's preset "authors" at β = 1, spelled out
+    "authors": (
+        "authors' preset",
+        _paper_with(
+            lco_support="top_k",
+            advantage_normalization="std",
+            lco_beta_negative=100.0,
+            lco_anchor_update_steps=0,
+        ),
+    ),
+}
+# The two signals of the ablation: the paper's dense DPO advantage (eq. 13) at the LCO rows' group
+# size, and the verifier's sparse reward at GRPO's group size (the matched signal).
+ABLATION_SIGNALS: dict[str, tuple[str, str, int]] = {
+    "dense": ("dense DPO", "dpo_dense", MIN_GROUP),
+    "outcome": ("verifier, 4/prompt", "outcome", GROUP_SIZE),
+}
+ABLATION_OBJECTIVES = {"lco_kld": "LCO-KLD", "lco_lch": "LCO-LCH"}
+
+
+def ablation_name(objective: str, signal: str, option: str) -> str:
+    """The method name of one ablation row, e.g. ``lco_kld_outcome_anchor_never``."""
+    return f"{objective}_{signal}_{option}"
+
+
+for _objective, _objective_label in ABLATION_OBJECTIVES.items():
+    for _signal, (_signal_label, _advantage, _group_size) in ABLATION_SIGNALS.items():
+        for _option, (_option_label, _options) in ABLATION_OPTIONS.items():
+            _name = ablation_name(_objective, _signal, _option)
+            METHODS[_name] = Method(
+                _name,
+                f"{_objective_label} [{_signal_label}] {_option_label}",
+                objective=_objective,
+                advantage=_advantage,
+                num_generations=_group_size,
+                lco_options=_options,
+            )
+
 # The issue's six, plus one Table-5 row: LCO-KLD on the rule reward separates what the LCO objective
 # does from what the DPO reward model's dense advantage does (the other LCO rows use both).
-DEFAULT_METHODS = ("lco_kld", "lco_lch", "lco_mse", "ppo", "grpo", "reinforce", "lco_kld_rule")
+DEFAULT_METHODS = (
+    "lco_kld",
+    "lco_lch",
+    "lco_mse",
+    "ppo",
+    "grpo",
+    "reinforce",
+    "lco_kld_rule",
+    "lco_kld_matched",
+)
 QUICK_METHODS = ("lco_kld", "ppo", "grpo")
-FULL_METHODS = tuple(name for name in METHODS if name != "warmup")
+FULL_METHODS = tuple(name for name in METHODS if name != "warmup" and not METHODS[name].lco_options)
+# the baselines of the study's matched-signal and learning-rate parts: 4 completions per prompt, the
+# verifier's reward
+MATCHED_BASELINES = ("grpo", "reinforce", "ppo_matched", "dapo")
 LR_SWEEP_METHODS = ("ppo", "grpo", "lco_kld", "lco_lch")
 # the pairs of Figs. 1, 2 and 6: PPO against LCO-KLD
 DYNAMICS_METHODS = ("ppo", "lco_kld")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from ..tasks.arithmetic import generate_splits
 from .cache import Stage, remove_leftovers
-from .methods import METHODS, Method, resolve_methods
+from .methods import METHODS, Method, ablation_name, resolve_methods
 from .pool import Job, WorkerPool
-from .reward_model import GATE_MODELS
+from .report.collect import gate_record
 from .settings import DemoSettings
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,34 @@ def check_settings(settings: DemoSettings) -> None:
     """Everything that can be wrong with the settings, before any model is built."""
     if isinstance(settings.seeds, bool) or not isinstance(settings.seeds, int) or settings.seeds <= 0:
         raise ValueError(f"--seeds must be a positive integer, got {settings.seeds!r}")
+    if settings.study is not None:
+        check_study(settings)
+        return
     resolve_methods(settings.methods)
     resolve_methods(settings.lr_sweep_methods)
     for lr in (settings.rl.learning_rate, *settings.lr_sweep):
         if not lr > 0:
             raise ValueError(f"learning rates must be positive, got {lr}")
+
+
+def check_study(settings: DemoSettings) -> None:
+    """The study's settings: ≥ 3 seeds (a collapse fraction over fewer says little), known rows, a
+    ladder that holds the common learning rate (the matched part is the ladder's rung there)."""
+    study = settings.study
+    if settings.seeds < 3:
+        raise ValueError(f"--seeds must be at least 3 for a study, got {settings.seeds}")
+    resolve_methods(study.baselines)
+    for objective in study.ablation_objectives:
+        for signal in study.ablation_signals:
+            resolve_methods([ablation_name(objective, signal, option) for option in study.ablation_options])
+    if study.choice_signal not in study.ablation_signals:
+        raise ValueError(f"choice_signal {study.choice_signal!r} is not one of the ablation's signals")
+    if not all(lr > 0 for lr in study.ladder):
+        raise ValueError(f"learning rates must be positive, got {study.ladder}")
+    if settings.rl.learning_rate not in study.ladder:
+        raise ValueError(
+            f"the common learning rate {settings.rl.learning_rate:g} must be a rung of the ladder {study.ladder}"
+        )
 
 
 class _OutputLock:
@@ -257,7 +280,7 @@ def announce_failed_gate(gate: dict | None) -> None:
 def record_gate(results_path: Path, gate: dict | None) -> None:
     """Add ``reward_model_gate`` (the four pass@1 and ``met``) to ``results.json``."""
     results = json.loads(Path(results_path).read_text())
-    results["reward_model_gate"] = None if gate is None else {k: gate[k] for k in (*GATE_MODELS, "met")}
+    results["reward_model_gate"] = gate_record(gate)
     Path(results_path).write_text(json.dumps(results, indent=1))
 
 
@@ -274,6 +297,44 @@ def plan_runs(settings: DemoSettings) -> list[Run]:
         for lr in settings.lr_sweep:
             if (method.name, 0, lr) not in planned:
                 runs.append(Run(method, 0, lr, "lr_sweep"))
+    return runs
+
+
+STUDY_PARTS = ("ablation", "matched", "ladder")
+
+
+def study_parts(settings: DemoSettings, chosen: str | None) -> dict[str, list[tuple[str, int, float]]]:
+    """part → its (method, seed, learning rate) triples, from the study's settings.
+
+    ``chosen`` is the LCO row picked from the ablation for parts 2–3 (None before part 1 has run:
+    those parts then hold the baselines only).
+    """
+    study = settings.study
+    lr = settings.rl.learning_rate
+    seeds = range(settings.seeds)
+    ablation = [
+        ablation_name(objective, signal, option)
+        for objective in study.ablation_objectives
+        for signal in study.ablation_signals
+        for option in study.ablation_options
+    ]
+    compared = [*study.baselines, *([chosen] if chosen else [])]
+    return {
+        "ablation": [(m, seed, lr) for m in ablation for seed in seeds],
+        "matched": [(m, seed, lr) for m in compared for seed in seeds],
+        "ladder": [(m, seed, rung) for m in compared for rung in study.ladder for seed in seeds],
+    }
+
+
+def plan_study(settings: DemoSettings, chosen: str | None = None) -> list[Run]:
+    """Every run of the study, once each (a run shared by two parts — the matched part's runs are the
+    ladder's rung at the common learning rate — is trained once); ``purpose`` is its first part."""
+    runs, seen = [Run(METHODS["warmup"], 0, None, "ablation")], set()
+    for part, triples in study_parts(settings, chosen).items():
+        for name, seed, lr in triples:
+            if (name, seed, lr) not in seen:
+                seen.add((name, seed, lr))
+                runs.append(Run(METHODS[name], seed, lr, part))
     return runs
 
 
@@ -295,7 +356,7 @@ def train_policies(
     versions: dict,
 ) -> None:
     """Stage 3: one RL run per trained (method, seed, learning rate), all from π_0, same rollout budget."""
-    from .rl import schedule
+    from .rl import lco_default_changes, schedule
 
     jobs = []
     for run in runs:
@@ -315,6 +376,8 @@ def train_policies(
                 "warmup": warmup.fingerprint(),
                 "reward_model": rm.fingerprint() if needs_rm else None,
                 "versions": versions,
+                # only when LCOConfig's defaults are not the paper's: keeps older keys valid
+                **({"lco_defaults": changed} if (changed := lco_default_changes(run.method)) else {}),
             },
         )
         job = _job(
@@ -414,9 +477,44 @@ def run_demo(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
             train_policies(pool, out, settings, runs, warmup, rm, versions)
         with clock("evaluation"):
             evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
-    paths = write_report(out, settings, runs, warmup=warmup, rm=rm, clock=clock.seconds)
-    record_gate(paths["results"], gate)
+    paths = write_report(out, settings, runs, warmup=warmup, rm=rm, clock=clock.seconds, gate=gate)
     announce_failed_gate(gate)  # again after the report, where the table is read
+    return paths
+
+
+def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
+    """Run (or resume) a study into ``out`` with the demo's stages — same warm-up, reward model, gate,
+    cache and pool — in two rounds: part 1 with every baseline run of parts 2–3 (the pool stays full),
+    then the chosen LCO row's runs of parts 2–3 (the one at the common lr is part 1's, cached)."""
+    from .report import collect_run
+    from .report.study import choose_lco, write_study_report
+
+    check_settings(settings)
+    out = check_output_folder(out)
+    versions = _versions()
+    clock = _StageClock()
+    with _OutputLock(out), WorkerPool(workers) as pool:
+        remove_leftovers(out)
+        write_task(out, settings)
+        with clock("warm-up"):
+            warmup = warm_up(pool, out, settings, versions)
+        with clock("reward model"):
+            rm = reward_model(pool, out, settings, warmup, versions)
+            gate = gate_reward_model(pool, out, settings, warmup, rm, versions)
+        with clock("RL and evaluation, round 1"):
+            runs = plan_study(settings)
+            train_policies(pool, out, settings, runs, warmup, rm, versions)
+            evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
+        records = [collect_run(run, settings) for run in runs]
+        chosen = choose_lco(records, settings)
+        with clock("RL and evaluation, round 2"):
+            runs = plan_study(settings, chosen["method"])
+            train_policies(pool, out, settings, runs, warmup, rm, versions)
+            evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
+    paths = write_study_report(
+        out, settings, runs, chosen, warmup=warmup, rm=rm, clock=clock.seconds, gate=gate
+    )
+    announce_failed_gate(gate)
     return paths
 
 
@@ -438,4 +536,15 @@ class _StageClock:
             self.seconds["total"] = time.time() - self.started
 
 
-__all__ = ["METHODS", "Run", "check_output_folder", "check_settings", "plan_runs", "run_demo"]
+__all__ = [
+    "METHODS",
+    "STUDY_PARTS",
+    "Run",
+    "check_output_folder",
+    "check_settings",
+    "plan_runs",
+    "plan_study",
+    "run_demo",
+    "run_study",
+    "study_parts",
+]

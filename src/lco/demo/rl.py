@@ -33,6 +33,23 @@ def _lco_config_default(name: str):
     return next(f.default for f in dataclasses.fields(LCOConfig) if f.name == name)
 
 
+def lco_default_changes(method: Method) -> dict:
+    """The stability options an LCO row inherits from ``LCOConfig``'s defaults where those differ from
+    the paper's form (empty while the defaults are the paper's). They go into the RL stage's cache key,
+    so that changing the defaults rebuilds the LCO runs they affect and no other stage."""
+    from ..objectives.registry import OBJECTIVE_SPECS
+    from .methods import PAPER_FORM
+
+    if not method.trained or not OBJECTIVE_SPECS[method.objective].accepts_lco_options:
+        return {}
+    own = method.options
+    return {
+        name: _lco_config_default(name)
+        for name, paper in PAPER_FORM
+        if name not in own and _lco_config_default(name) != paper
+    }
+
+
 def iterations_per_rollout(method: Method) -> int:
     """Optimizer steps taken on each rollout batch (PPO's epochs; 1 for every other method)."""
     return int(_lco_config_default("ppo_epochs")) if method.objective == "ppo" else 1
@@ -97,8 +114,9 @@ def lco_config(
     output_dir: str,
     rm: dict | None,
 ):
-    """The ``LCOConfig`` of a run: the method's objective × advantage with its own defaults, and the
-    settings shared by every method (batch, budget, sampling, learning rate)."""
+    """The ``LCOConfig`` of a run: the method's objective × advantage with its own defaults, the
+    settings shared by every method (batch, budget, sampling, learning rate), then the method's
+    ``lco_options`` (the stability options of an ablation row)."""
     from ..trainer import LCOConfig
 
     fields = {f.name for f in dataclasses.fields(LCOConfig)}
@@ -111,7 +129,7 @@ def lco_config(
         extra["gap_every"] = rl.dynamics_every
     if method.reward == "dpo":
         extra["reward_weights"] = [1.0, 0.0]  # the DPO reward drives; the rule reward is only logged
-    return LCOConfig(
+    kwargs = dict(
         output_dir=output_dir,
         objective=method.objective,
         advantage=method.advantage,
@@ -135,6 +153,9 @@ def lco_config(
         dynamics_every=rl.dynamics_every,
         **extra,
     )
+    # the row's own LCO options (an ablation variant) override the shared defaults above
+    kwargs.update(method.options)
+    return LCOConfig(**kwargs)
 
 
 def train_policy(

@@ -4,16 +4,26 @@ Three profiles share one pipeline and differ only in budget and in the methods t
 ``quick`` (a CI smoke test, ≤ 3 minutes), ``default`` (≤ 15 minutes on 2 cores) and ``full``
 (every method of Tables 1, 4, 5 and 4 seeds; not time-bounded). The learning rate of the RL runs
 is one value for every method, chosen before any RL result was seen (see docs/demo.md);
-``--lr-sweep`` tests a ladder of them.
+``--lr-sweep`` tests a ladder of them. ``study_settings`` gives ``lco demo --study stability`` the
+default task, warm-up and reward model with its own budget and run list (:class:`StudySettings`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from .methods import DEFAULT_METHODS, FULL_METHODS, LR_SWEEP_METHODS, QUICK_METHODS
+from .methods import (
+    ABLATION_OPTIONS,
+    ABLATION_SIGNALS,
+    DEFAULT_METHODS,
+    FULL_METHODS,
+    LR_SWEEP_METHODS,
+    MATCHED_BASELINES,
+    QUICK_METHODS,
+)
 
 PROFILES = ("quick", "default", "full")
+STUDIES = ("stability",)
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,33 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class StudySettings:
+    """``lco demo --study stability`` (issue 12): three parts on the demo's task, warm-up and reward
+    model, every run at ``seeds`` seeds.
+
+    1. *ablation* — LCO (``ablation_objectives``) × signal (``ablation_signals``: the dense DPO
+       advantage, the verifier reward at 4 completions per prompt) × stability option
+       (``ablation_options``: the paper as written, each option alone, the authors' preset), at the
+       common learning rate;
+    2. *matched* — the baselines and the LCO configuration chosen from part 1, at GRPO's 4 completions
+       per prompt and GRPO's verifier reward, at the common learning rate;
+    3. *ladder* — the same methods at every learning rate of ``ladder``.
+
+    The LCO configuration of parts 2–3 is chosen automatically among the part-1 rows of
+    ``choice_signal`` (the matched signal): fewest collapses over its runs, then the highest mean test
+    pass@1 (:func:`lco.demo.report.study.rank_methods`).
+    """
+
+    name: str = "stability"
+    ablation_objectives: tuple[str, ...] = ("lco_kld",)
+    ablation_signals: tuple[str, ...] = tuple(ABLATION_SIGNALS)
+    ablation_options: tuple[str, ...] = tuple(ABLATION_OPTIONS)
+    choice_signal: str = "outcome"
+    baselines: tuple[str, ...] = MATCHED_BASELINES
+    ladder: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     profile: str = "default"
     task: TaskSettings = field(default_factory=TaskSettings)
@@ -143,6 +180,7 @@ class DemoSettings:
     seeds: int = 2
     lr_sweep: tuple[float, ...] = ()  # empty: no sweep
     lr_sweep_methods: tuple[str, ...] = LR_SWEEP_METHODS
+    study: StudySettings | None = None  # set by study_settings: the run list is the study's, not methods
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,3 +209,32 @@ def profile_settings(profile: str = "default", lr_sweep: bool = False) -> DemoSe
     if lr_sweep:
         settings = replace(settings, lr_sweep=LR_LADDER)
     return settings
+
+
+# The study's budget (docs/demo.md, "Stability study"). Measured on the shared 2-core machine, one
+# thread, 640 rollouts at lr 1e-4: LCO-KLD 8.2 s, GRPO 6.7 s, PPO 17.0 s (4 epochs per batch); one
+# evaluation (500 test + 200 hard problems, sampled and greedy) 3.8 s. The study trains 54 LCO runs
+# (42 ablation + 12 more ladder rungs of the chosen row), 45 group baselines (GRPO, RLOO, DAPO) and 15
+# PPO runs: 54·8.2 + 45·6.7 + 15·17.0 ≈ 1,000 core-s per 640 rollouts, and 115 evaluations ≈ 440 core-s.
+# At 1,920 rollouts per run: 3·1,000 + 440 ≈ 3,440 core-s ≈ 29 min on 2 cores, half the hour, the other
+# half a margin for a shared machine and the pool's tail. The evaluation keeps the default size (and so
+# the default demo's cached reward-model gate).
+STUDY_SEEDS = 3
+STUDY_ROLLOUT_BUDGET = 1920
+STUDY_CURVE_EVERY = 320
+
+
+def study_settings(name: str = "stability") -> DemoSettings:
+    """The settings of ``lco demo --study NAME``: the default task, warm-up and reward model (so their
+    cached stages are shared with the default demo's), ≥ 3 seeds, and the rollout budget and
+    evaluation size that fit the whole study into an hour on 2 cores (arithmetic in docs/demo.md)."""
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {', '.join(STUDIES)}, got {name!r}")
+    settings = DemoSettings(profile=f"study-{name}")
+    return replace(
+        settings,
+        rl=replace(settings.rl, rollout_budget=STUDY_ROLLOUT_BUDGET, curve_every=STUDY_CURVE_EVERY),
+        methods=(),
+        seeds=STUDY_SEEDS,
+        study=StudySettings(name=name, ladder=LR_LADDER),
+    )

@@ -55,13 +55,15 @@ def _hundred_beta(config) -> float:
 
 # Named settings of the stability options (docs/trainer.md, "Stability options"), applied only to
 # the fields the user left at their default. A value may be a function of the config (β_negative
-# follows lco_beta). "paper": the paper as written (arXiv 2603.00963; every value is the default).
+# follows lco_beta). "paper": the paper as written (arXiv 2603.00963), every option named, so that it
+# restores the paper whatever the defaults are (the anchor default is 0 since issue 12).
 # "authors": their public code (llama-rlhf): π_old's top-5, std over those 5 without centring,
 # β × 100 where A < 0 (their rule-reward trainers, A ≤ 0: at A = 0 the tilt is 0 either way) and
 # the old logits of all rollouts from the initial policy.
 LCO_PRESETS: dict[str, dict] = {
     "paper": {
         "lco_support": "full",
+        "lco_support_k": 5,
         "lco_anchor_update_steps": 1,
         "lco_beta_negative": None,
         "advantage_normalization": "mean",
@@ -125,12 +127,14 @@ class LCOConfig(GRPOConfig):
 
         > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
 
-        lco_anchor_update_steps (`int`, *optional*, defaults to `1`):
+        lco_anchor_update_steps (`int`, *optional*, defaults to `0`):
             The anchor π_old of z* = z_old + A/β (eq. 7): a frozen snapshot of the policy refreshed every this many
             optimizer steps (at steps 0, m, 2m, …); z_old is the snapshot's exact logits on each batch. 1 is the
             paper (the policy that generated the batch; no extra copy); 0 never refreshes: the initial policy, the
-            KL-regularised optimum around the starting model (the authors' code). Other values keep one frozen copy
-            of the policy. Refused with PEFT, DeepSpeed ZeRO-3 and FSDP.
+            KL-regularised optimum around the starting model (the authors' code). 0 is the default since the
+            demo's stability study (docs/demo.md, "Stability study"): the only single option with no collapse on
+            both the dense and the sparse advantage; ``lco_preset="paper"`` restores 1. Values other than 1 keep
+            one frozen copy of the policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
         lco_support (`str`, *optional*, defaults to `"full"`):
             The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
             ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5) or ``sampled`` (the
@@ -146,7 +150,7 @@ class LCOConfig(GRPOConfig):
             false is the paper (T = 1 logits whatever the sampling temperature).
         lco_preset (`str` or `None`, *optional*, defaults to `None`):
             Named settings of the options above: ``paper`` (full support, anchor every step, no β_negative,
-            ``mean`` normalisation, T = 1; the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
+            ``mean`` normalisation, T = 1; the paper as written, whatever the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
             β_negative = 100·β, anchor = the initial policy). Applied only to the fields left at their default
             (a field set to its default value counts as left).
 
@@ -237,7 +241,7 @@ class LCOConfig(GRPOConfig):
         },
     )
     lco_anchor_update_steps: int = field(
-        default=1,
+        default=0,
         metadata={
             "help": "LCO anchor π_old: a frozen snapshot of the policy refreshed every this many optimizer steps "
             "(at 0, m, 2m, ...). 1 = the paper (the generating policy, no extra copy); 0 = never (the initial "
@@ -374,16 +378,25 @@ class LCOConfig(GRPOConfig):
 
     def _apply_lco_preset(self) -> None:
         """Refuse the LCO options on other objectives, then fill the preset into the fields left at default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LCO_OPTION_FIELDS}
-        defaults["advantage_normalization"] = "mean"
+        # the field defaults as declared (a subclass's, or this class's if they change): a preset fills the
+        # fields left there, so "paper" restores the paper's form whatever the defaults are
+        names = (*LCO_OPTION_FIELDS, "advantage_normalization")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in names}
         objective = objective_spec(self.objective)
         if not objective.accepts_lco_options:
             for name in LCO_OPTION_FIELDS:
-                if getattr(self, name) != defaults[name]:
+                neutral = (defaults[name], LCO_PRESETS["paper"].get(name, defaults[name]))
+                if getattr(self, name) not in neutral:
                     raise ValueError(
                         f"{name} applies to the LCO objectives ({', '.join(LCO_OBJECTIVES)}) only; "
                         f"objective={self.objective!r} does not read it"
                     )
+            # unused here: held at the paper's (neutral) values, so that non-paper LCO defaults never make
+            # a baseline keep an anchor snapshot of its policy
+            for name, value in LCO_PRESETS["paper"].items():
+                if name in LCO_OPTION_FIELDS:
+                    setattr(self, name, value)
+            return
         if self.lco_preset is None:
             return
         if self.lco_preset not in LCO_PRESETS:

@@ -36,9 +36,10 @@ from .stats import collapsed, mean_std, norm_stats
 
 
 def write_report(
-    out: Path, settings: DemoSettings, runs, warmup, rm, clock: dict[str, float]
+    out: Path, settings: DemoSettings, runs, warmup, rm, clock: dict[str, float], gate: dict | None = None
 ) -> dict[str, Path]:
-    """Write results.json, report.md and the figures into ``out``; returns their paths."""
+    """Write results.json, report.md and the figures into ``out``; returns their paths. ``gate`` is the
+    reward-model gate (``gate.json``; None when no method needed a reward model)."""
     out = Path(out)
     records = [collect_run(run, settings) for run in runs]
     table = method_table(records)
@@ -48,7 +49,9 @@ def write_report(
     rm_info = reward_model_info(rm)
     times = timing(records, warmup, rm, clock)
     results_path = out / "results.json"
-    results_path.write_text(results_json(settings, records, table, stab, sweep, rm_info, times, figures))
+    results_path.write_text(
+        results_json(settings, records, table, stab, sweep, rm_info, times, figures, gate=gate)
+    )
     report_path = out / "report.md"
     report_path.write_text(
         report_markdown(
@@ -62,6 +65,7 @@ def write_report(
             rm_info,
             times,
             seconds=clock.get("total", 0.0),
+            gate=gate,
         )
     )
     return {"report": report_path, "results": results_path, "figures": out / "figures"}

@@ -190,11 +190,21 @@ def _sanitize(obj):
     return obj
 
 
-def results_json(settings: DemoSettings, records, table, stab, sweep, rm_info, times, figures) -> str:
+def gate_record(gate: dict | None) -> dict | None:
+    """``reward_model_gate`` of results.json: the four greedy pass@1 and ``met`` (None without an RM)."""
+    if gate is None:
+        return None
+    return {k: gate[k] for k in ("warmup", "phi_ref", "phi_dpo", "pistar", "met")}
+
+
+def results_json(
+    settings: DemoSettings, records, table, stab, sweep, rm_info, times, figures, gate: dict | None = None
+) -> str:
     """The text of ``results.json``: every table, every run (without its raw log) and the machine."""
     results = {
         "profile": settings.profile,
         "settings": settings.as_dict(),
+        "reward_model_gate": gate_record(gate),
         "table": table,
         "stability": stab,
         "lr_sweep": sweep,
@@ -209,6 +219,7 @@ def results_json(settings: DemoSettings, records, table, stab, sweep, rm_info, t
 
 __all__ = [
     "collect_run",
+    "gate_record",
     "evaluated_problems",
     "lr_sweep",
     "method_table",

@@ -221,4 +221,62 @@ def make_figures(
     return written
 
 
-__all__ = ["make_figures"]
+def stability_map_figure(smap: dict, ladder, path: Path) -> None:
+    """The study's stability map: method × learning rate, coloured by the fraction of seeds that
+    collapsed (0 white … 1 red), each cell annotated with its mean test pass@1 (%) and collapses/runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(smap)
+    grid = [[math.nan] * len(ladder) for _ in methods]
+    fig, ax = plt.subplots(figsize=(1.3 * len(ladder) + 4.5, 0.55 * len(methods) + 1.8))
+    for i, m in enumerate(methods):
+        for j, lr in enumerate(ladder):
+            cell = smap[m]["cells"].get(f"{lr:g}")
+            if cell is None:
+                continue
+            grid[i][j] = cell["collapsed_fraction"]
+            mean = cell["test_pass@1"]["mean"]
+            text = f"{'—' if mean is None else f'{100 * mean:.1f}'}\n{cell['collapses']}/{cell['runs']}"
+            colour = "white" if cell["collapsed_fraction"] > 0.6 else "black"  # readable on dark red
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    image = ax.imshow(grid, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(ladder)), [f"{lr:g}" for lr in ladder])
+    ax.set_yticks(range(len(methods)), [smap[m]["label"] for m in methods], fontsize=8)
+    ax.set(
+        xlabel="learning rate",
+        title="colour: fraction of seeds collapsed\nnumbers: mean test pass@1 %, collapses/runs",
+    )
+    ax.title.set_fontsize(9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def study_curves_figure(panels: dict[str, dict[str, tuple[list, list]]], problems: int, path: Path) -> None:
+    """Greedy pass@1 vs rollouts, one panel per setting (title → label → mean curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
+        for label, (xs, ys) in curves.items():
+            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, lw=1.4, label=label)
+        ax.set(
+            title=title,
+            xlabel="rollouts (completions sampled)",
+            ylabel=f"greedy pass@1 on {problems} test problems (%)",
+        )
+        if curves:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+__all__ = ["make_figures", "stability_map_figure", "study_curves_figure"]

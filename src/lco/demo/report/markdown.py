@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 
+from ...objectives.registry import ADVANTAGE_SPECS
 from ..evaluate import SPLITS
 from ..methods import GROUP_SIZE, METHODS, MIN_GROUP
-from ..settings import DemoSettings
+from ..settings import DemoSettings, RewardModelSettings
 from .stats import COLLAPSE_DROP, COLLAPSE_TAIL
 
 LCO_PREFIX = "lco_"
@@ -231,7 +232,7 @@ def intro_markdown(settings: DemoSettings, problems: dict[str, str], seconds: fl
         "two-operand 2-digit ± problems, the role of MATH500; and the first "
         f"{problems['hard']} of the hard split, subtractions that need a borrow, the role of "
         "AMC23/MinervaMath), a tiny Qwen2 policy π_0 and a stronger φ_ref taken from one SFT warm-up at two "
-        "capability targets, φ_DPO trained from φ_ref with DPO on verifier-labelled pairs of π_0's samples, "
+        f"capability targets, φ_DPO trained from φ_ref on {pair_recipe_text(settings.reward_model)}, "
         "then RL from π_0 for every method with the same rollout budget "
         f"({settings.rl.rollout_budget} completions). "
         f"Wall time of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s).\n"
@@ -300,10 +301,13 @@ def stability_intro_markdown(settings: DemoSettings) -> str:
 
 def reward_model_markdown(rm_info: dict, settings: DemoSettings) -> str:
     """φ_DPO's data, held-out preference accuracy and, if measured, how its dense advantage ranks tokens."""
+    rm = settings.reward_model
     md = [
-        f"{rm_info['pairs']} verifier-labelled pairs from {rm_info['prompts']} prompts × "
-        f"{settings.reward_model.samples_per_prompt} samples of the warm-up policy (its sample accuracy: "
-        f"{_pct(rm_info['sample_accuracy'])} %). φ_DPO's preference accuracy on {rm_info['held_out_pairs']} "
+        f"{rm_info['pairs']} pairs from {rm_info['prompts']} train prompts: {pair_recipe_text(rm)}; "
+        f"{rm.samples_per_prompt} samples per prompt (π_0's sample accuracy: "
+        f"{_pct(rm_info['sample_accuracy'])} %), at most {rm.max_pairs_per_prompt} pairs per prompt, "
+        f"{rm.epochs} epoch(s) at learning rate {rm.learning_rate:g}, DPO β = {rm.beta:g}. "
+        f"φ_DPO's preference accuracy on {rm_info['held_out_pairs']} "
         f"held-out pairs (implicit reward of the chosen above the rejected): "
         f"{_pct(rm_info['held_out_accuracy'])} %, mean margin {_fmt(rm_info['held_out_margin'])}.\n"
     ]
@@ -317,6 +321,83 @@ def reward_model_markdown(rm_info: dict, settings: DemoSettings) -> str:
             f"largest A {_fmt(dense['mean_max_advantage'])}. LCO re-anchors π_old at the current policy every "
             "rollout batch, so π ∝ π_0·exp(k·A/β) after k batches if each is fitted: wherever A's argmax is "
             "not the correct token, that token ends up preferred.\n"
+        )
+    return "".join(md)
+
+
+_SOURCES = {"policy": "π_0", "reference": "φ_ref"}
+
+
+def pair_recipe_text(rm: RewardModelSettings) -> str:
+    """How φ_DPO's preference pairs and loss are made, in words, from the reward-model settings."""
+    sources = " and ".join(f"{_SOURCES.get(s, s)}'s" for s in rm.pair_sources)
+    chosen = f"a correct sample of {sources}"
+    if rm.reference_chosen:
+        chosen += " or the task's reference solution"
+    losses = set(rm.loss_type)
+    if losses == {"sigmoid", "sft"}:
+        loss = "DPO + NLL on the chosen (RPO)"
+    elif losses == {"sigmoid"}:
+        loss = "DPO"
+    else:
+        loss = "TRL loss " + " + ".join(rm.loss_type)
+    return (
+        f"verifier-labelled pairs — rejected: an incorrect sample of {sources} (T = {rm.sample_temperature:g}), "
+        f"chosen: {chosen} — with {loss}"
+    )
+
+
+def failed_rm_methods(gate: dict | None) -> set[str]:
+    """The trained rows whose reward or advantage reads φ_DPO, when the gate failed (else none)."""
+    if gate is None or gate["met"]:
+        return set()
+    return {
+        name
+        for name, m in METHODS.items()
+        if m.trained and (m.reward == "dpo" or ADVANTAGE_SPECS[m.advantage].reward_models)
+    }
+
+
+FAILED_RM_LABEL = " — run on a failed reward model"
+
+
+def label_failed_rm_rows(entries: dict, gate: dict | None) -> dict:
+    """A copy of a method → {label, …} table whose φ_DPO-driven rows say they ran on a failed RM."""
+    failed = failed_rm_methods(gate)
+    return {
+        name: {**entry, "label": entry["label"] + FAILED_RM_LABEL} if name in failed else entry
+        for name, entry in entries.items()
+    }
+
+
+def gate_markdown(gate: dict | None) -> str:
+    """The reward-model gate, before any RL number: the four greedy pass@1 and met / NOT met."""
+    if gate is None:
+        return ""
+    beta = gate.get("pistar_beta", 1.0)
+    problems = gate.get("test_problems")
+    md = [
+        "## Reward-model gate (before RL)\n",
+        f"Greedy test pass@1 in %{f' on the first {problems} test problems' if problems else ''}. The "
+        "paper's Table 1 orders φ_DPO > π* > SFT; the gate asks φ_DPO > φ_ref (DPO improved its "
+        f"reference) and π*(β = {beta:g}) > π_0 (the dense advantage points towards better answers).\n\n",
+        f"| π_0 (warm-up) | φ_ref | φ_DPO | π*(β = {beta:g}) | Gate |\n|---|---|---|---|---|\n",
+        f"| {_pct(gate['warmup'])} | {_pct(gate['phi_ref'])} | {_pct(gate['phi_dpo'])} | {_pct(gate['pistar'])} | "
+        f"{'met' if gate['met'] else '**NOT MET**'} |\n\n",
+    ]
+    if gate["met"]:
+        md.append("Gate met: φ_DPO > φ_ref and π* > π_0, the ordering of the paper's Table 1.\n")
+    else:
+        failed = []
+        if not gate["phi_dpo"] > gate["phi_ref"]:
+            failed.append(f"φ_DPO ({_pct(gate['phi_dpo'])}) is not above φ_ref ({_pct(gate['phi_ref'])})")
+        if not gate["pistar"] > gate["warmup"]:
+            failed.append(f"π* ({_pct(gate['pistar'])}) is not above π_0 ({_pct(gate['warmup'])})")
+        md.append(
+            f"**⚠ REWARD MODEL GATE NOT MET: {'; '.join(failed)}.** The dense advantage log φ_DPO − log φ_ref "
+            "does not point towards better answers here, so every row driven by φ_DPO is labelled "
+            f"“{FAILED_RM_LABEL.strip(' —')}”: it tests LCO on a reward model unlike the paper's, "
+            "not LCO itself.\n"
         )
     return "".join(md)
 
@@ -357,10 +438,17 @@ def report_markdown(
     rm_info: dict | None,
     times: dict,
     seconds: float,
+    gate: dict | None = None,
 ) -> str:
-    """The whole ``report.md``: results, stability, sweep, figures, reward model, setup and timing."""
+    """The whole ``report.md``: the reward-model gate, results, stability, sweep, figures, reward
+    model, setup and timing."""
+    table = label_failed_rm_rows(table, gate)
+    stab = label_failed_rm_rows(stab, gate)
+    if sweep:
+        sweep = label_failed_rm_rows(sweep, gate)
     md = [f"# lco demo — the paper's experiment in miniature (profile: {settings.profile})\n"]
     md.append(intro_markdown(settings, problems, seconds))
+    md.append(gate_markdown(gate))
     md.append(f"## Results (pass@1 in %, mean ± std over {settings.seeds} seed(s); best in bold)\n")
     md.append(decoding_markdown(settings))
     md.append(table_markdown(table))
@@ -390,6 +478,9 @@ def report_markdown(
 
 __all__ = [
     "findings",
+    "gate_markdown",
+    "label_failed_rm_rows",
+    "pair_recipe_text",
     "report_markdown",
     "stability_findings",
     "stability_markdown",
