@@ -127,6 +127,10 @@ def run(
         objective=objective,
         advantage="outcome",
         lco_beta=lco_beta,
+        # z_old re-anchored at the policy every step, as this example was measured: on a sparse verifier
+        # reward the stability study found the per-step anchor learns more than LCOConfig's default (the
+        # initial policy), which is there to keep the dense DPO advantage from collapsing (docs/demo.md).
+        lco_anchor_update_steps=1,
         learning_rate=learning_rate,
         lr_scheduler_type="constant",
         num_generations=8,
