@@ -74,6 +74,11 @@ from .preflight import check_before_loading
 from .value_head import attach_value_head, load_value_head, save_value_head
 
 logger = logging.getLogger(__name__)
+# The anchor's default is not the paper's (the demo's stability study chose it); say so where it is refused.
+_ANCHOR_DEFAULT_HINT = (
+    " (0, the initial policy, is LCOConfig's default, chosen by the stability study in docs/demo.md; "
+    "lco_preset='paper' restores the paper's per-step anchor)"
+)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
@@ -136,6 +141,7 @@ class LCOTrainer(GRPOTrainer):
             raise ValueError(
                 f"lco_anchor_update_steps={args.lco_anchor_update_steps} keeps a frozen snapshot of the policy, "
                 "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
+                + _ANCHOR_DEFAULT_HINT
             )
         self._guard = NonFiniteGuard(args.max_nonfinite_steps)
         callbacks = [*(callbacks or []), self._guard]
@@ -200,7 +206,7 @@ class LCOTrainer(GRPOTrainer):
             raise ValueError(
                 f"lco_anchor_update_steps={self.args.lco_anchor_update_steps} copies the policy's full state "
                 "into a frozen snapshot, which FSDP and DeepSpeed ZeRO-3 shard; use one device, DDP or "
-                "ZeRO-1/2, or lco_anchor_update_steps=1"
+                "ZeRO-1/2, or lco_anchor_update_steps=1" + _ANCHOR_DEFAULT_HINT
             )
         return copy.deepcopy(policy)
 
