@@ -64,18 +64,13 @@ def settings_from_args(args):
         if args.methods or args.lr_sweep:
             raise ValueError("--study runs its own methods and learning rates; drop --methods / --lr-sweep")
         settings = study_settings(study)
-        if args.seeds is not None:
-            settings = replace(settings, seeds=args.seeds)
-        if isinstance(args.workers, bool) or args.workers < 1:
-            raise ValueError(f"--workers must be a positive integer, got {args.workers}")
-        check_settings(settings)
-        return settings
-    profile = "quick" if args.quick else "full" if args.full else "default"
-    settings = profile_settings(profile, lr_sweep=args.lr_sweep)
-    if args.methods:
-        names = tuple(n for item in args.methods for n in item.split(",") if n.strip())
-        resolve_methods(names)
-        settings = replace(settings, methods=names)
+    else:
+        profile = "quick" if args.quick else "full" if args.full else "default"
+        settings = profile_settings(profile, lr_sweep=args.lr_sweep)
+        if args.methods:
+            names = tuple(n for item in args.methods for n in item.split(",") if n.strip())
+            resolve_methods(names)
+            settings = replace(settings, methods=names)
     if args.seeds is not None:
         settings = replace(settings, seeds=args.seeds)
     if isinstance(args.workers, bool) or args.workers < 1:
