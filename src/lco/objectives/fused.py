@@ -639,11 +639,14 @@ class ChunkedLinearLoss(torch.autograd.Function):
         stats = torch.zeros(len(chunk_loss.stat_names), n_tokens, dtype=torch.float32, device=hidden.device)
 
         grads = (grad_hidden, grad_weight, grad_bias)
-        for i, active in enumerate(_active_chunks(weights, n_tokens, chunk_size)):
-            if active:
-                start, end = i * chunk_size, min((i + 1) * chunk_size, n_tokens)
-                m = None if weights is None else weights[start:end]
-                total += _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads)
+        # The math is fp32 by design: under a mixed-precision autocast (Trainer with bf16=True, TRL's
+        # default) the matmuls would run in bf16 and could not write into the fp32 buffers.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            for i, active in enumerate(_active_chunks(weights, n_tokens, chunk_size)):
+                if active:
+                    start, end = i * chunk_size, min((i + 1) * chunk_size, n_tokens)
+                    m = None if weights is None else weights[start:end]
+                    total += _chunk_step(hidden, w32, b32, chunk_loss, start, end, m, denom, stats, grads)
 
         ctx.save_for_backward(
             None if grad_hidden is None else grad_hidden.to(hidden.dtype),

@@ -137,7 +137,10 @@ class LCOTrainer(GRPOTrainer):
         self._auxiliary_paths = auxiliary_model_paths(args)
         check_vocabularies(policy_tokenizer, self._auxiliary_paths)
 
-        if args.lco_anchor_update_steps != 1 and (peft_config is not None or is_peft_model(model)):
+        # A model path or hub id is loaded by TRL below; only a model object can already carry adapters
+        # (accelerate's is_peft_model walks a module and fails on a string).
+        has_adapters = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
+        if args.lco_anchor_update_steps != 1 and has_adapters:
             raise ValueError(
                 f"lco_anchor_update_steps={args.lco_anchor_update_steps} keeps a frozen snapshot of the policy, "
                 "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
