@@ -270,3 +270,26 @@ def test_trl_beta_with_grpo_is_accepted(tmp_path, tiny_models):
         output_dir=str(tmp_path), objective="grpo", beta=0.04, report_to="none", use_cpu=True, bf16=False
     )
     check_trl_beta(args)
+
+
+def test_train_help_points_to_the_field_list(capsys):
+    with pytest.raises(SystemExit) as exited:
+        lco_main(["train", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "lco train CONFIG.yaml --help" in out and "--overwrite_output_dir" in out
+
+
+def test_train_config_help_lists_the_fields(tmp_path, tiny_models, capsys):
+    with pytest.raises(SystemExit) as exited:
+        lco_main(["train", _config(tmp_path, tiny_models), "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for field in (
+        "--lco_beta",
+        "--objective",
+        "--learning_rate",
+        "--overwrite_output_dir",
+        "--resume_from_checkpoint",
+    ):
+        assert field in out
