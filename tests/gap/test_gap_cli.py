@@ -120,3 +120,17 @@ def test_a_bandit_that_does_not_converge_reports_none(tmp_path):
     assert _run(tmp_path, "--mab", "--steps", "20") == 0
     result = json.loads((tmp_path / "multi_armed_bandit.json").read_text())["multi_armed_bandit"]
     assert result["converged_at_step"] is None and len(result["success_rate"]) == 21
+
+
+def test_fig1_colour_bars_name_what_they_colour(tmp_path, monkeypatch):
+    """The middle panel is coloured by the final J_x, the outer ones by the step: one colour bar each."""
+    from matplotlib.figure import Figure
+
+    from lco.gap import bandits, figures
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: saved.append(self))
+    figures.plot_contextual_bandit(bandits.contextual_bandit(steps=4, progress=False), tmp_path / "f.png")
+    (fig,) = saved
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert sorted(labels) == ["final J_x(K) (middle panel)", "step k (left and right panels)"]
