@@ -235,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
         model=script.model_name_or_path, reward_funcs=reward_funcs or None, args=config, train_dataset=dataset
     )
     if script.overwrite_output_dir and not resume:
-        clear_old_run(old_checkpoints)  # only now: a bad input found above has deleted nothing
+        # only now: a bad input found above has deleted nothing; one process deletes, the others wait
+        if trainer.accelerator.is_main_process:
+            clear_old_run(old_checkpoints)
+        trainer.accelerator.wait_for_everyone()
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(config.output_dir)
     print(f"lco train: saved the policy to {config.output_dir}")
