@@ -25,16 +25,7 @@ LCO_OBJECTIVES = tuple(name for name, spec in OBJECTIVE_SPECS.items() if spec.lo
 TRL_OBJECTIVES: dict[str, dict] = {
     name: dict(spec.grpo_config) for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "trl"
 }
-# Each method's own published defaults, applied only where the user left TRL's default in place.
-METHOD_DEFAULTS: dict[str, dict] = {
-    name: dict(spec.published_defaults) for name, spec in OBJECTIVE_SPECS.items() if spec.published_defaults
-}
 _TRL_DEFAULTS = {"epsilon": 0.2, "epsilon_high": None, "scale_rewards": "group"}
-OWN_BASELINES = tuple(
-    name for name in OBJECTIVES if name not in LCO_OBJECTIVES and name not in TRL_OBJECTIVES
-)
-DENSE_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.dense)
-REWARD_MODEL_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.reward_models)
 # The π* support of the LCO target: the whole vocabulary (eq. 6), π_old's top-k, or the sampled token.
 LCO_SUPPORTS = ("full", "top_k", "sampled")
 # Fields that only act on an LCO objective's target z* (ObjectiveSpec.accepts_lco_options);
