@@ -21,10 +21,6 @@ OBJECTIVES = tuple(OBJECTIVE_SPECS)
 ADVANTAGES = tuple(ADVANTAGE_SPECS)
 # LCO's own objectives (eqs. 8–10); the others are the baselines of §5.
 LCO_OBJECTIVES = tuple(name for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "lco")
-# Objectives whose loss is TRL's own `GRPOTrainer._compute_loss`: objective -> GRPOConfig overrides.
-TRL_OBJECTIVES: dict[str, dict] = {
-    name: dict(spec.grpo_config) for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "trl"
-}
 _TRL_DEFAULTS = {"epsilon": 0.2, "epsilon_high": None, "scale_rewards": "group"}
 # The π* support of the LCO target: the whole vocabulary (eq. 6), π_old's top-k, or the sampled token.
 LCO_SUPPORTS = ("full", "top_k", "sampled")
