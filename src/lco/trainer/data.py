@@ -7,6 +7,8 @@ import os
 
 from datasets import Dataset, IterableDataset
 
+from ..jsonl import json_lines
+
 
 def check_train_dataset(dataset) -> None:
     """The dataset must exist, be non-empty, and have the ``prompt`` column GRPO samples from."""
@@ -66,15 +68,7 @@ def check_dataset_file(path: str) -> None:
             return
         if isinstance(document, dict):
             return  # one object (e.g. columns of lists); `datasets` decides
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"dataset file {path!r} line {lineno} is not valid JSON ({err.msg})") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"dataset file {path!r} line {lineno} is not a JSON object")
+    json_lines(text, f"dataset file {path!r}")
 
 
 def load_train_dataset(spec: str, split: str):
