@@ -66,9 +66,10 @@ def check_lco_beta(beta: float) -> None:
 
 def reads_trl_beta(objective: str) -> bool:
     """Whether ``objective`` trains with TRL's own GRPO loss, the one that reads TRL's KL weight ``beta``."""
+    from ..objectives.losses import trl_batch_loss
     from ..objectives.registry import OBJECTIVE_SPECS
 
-    return "loss_type" in OBJECTIVE_SPECS[objective].grpo_config
+    return OBJECTIVE_SPECS[objective].loss is trl_batch_loss
 
 
 def check_trl_beta(args) -> None:
