@@ -139,12 +139,13 @@ class LCOTrainer(GRPOTrainer):
                 "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
                 + _ANCHOR_DEFAULT_HINT
             )
-        teach = self._spec.uses_advantage and self._advantage.uses_outcome_reward  # else rewards are only logged
+        # rewards drive the update only through outcome advantages; otherwise they are only logged
+        teach = self._spec.uses_advantage and self._advantage.uses_outcome_reward
         self._guard = NonFiniteGuard(args.max_nonfinite_steps, rewards_teach=teach)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
             model=model,
-            reward_funcs=checked_reward_funcs(reward_funcs),  # a raise / None / wrong type: one line (guard.py)
+            reward_funcs=checked_reward_funcs(reward_funcs),  # a raise, None or wrong type: one line
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
