@@ -50,7 +50,8 @@ class LCOChunk:
     support: int | torch.Tensor | None = None
     sparse: SparseAdvantages | None = None
     kernel: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
-    """``(z, z*, support) -> (ℓ, ∂ℓ/∂z)``; ``None`` is ``loss.value_and_grad`` (see :func:`chunk_kernel`)."""
+    """``(z, z*, support) -> (ℓ, ∂ℓ/∂z)``; ``None`` is ``loss.value_and_grad`` (see :func:`chunk_kernel`).
+    A :class:`~lco.objectives.compiled.CompiledKernel` also brings its ``sparse_value_and_grad``."""
     stats_temperature: float = 1.0
 
     @property
@@ -78,6 +79,11 @@ class LCOChunk:
         # once by row_source (and z is finite when hidden and weight are). z* is built in one
         # fresh [c, V] block, which value_and_grad then takes over as scratch; the caller's A
         # and z_old (possibly views of its own tensors, or z itself) are only read.
+        if self.sparse is not None and z_old is z:
+            # On-policy: z* − z is the same for every z, and the loss has ℓ and ∂ℓ/∂z in closed form.
+            off, on = self._sparse_tilts(start, end, z.shape[-1])
+            kernel = getattr(self.kernel, "sparse_value_and_grad", self.loss.sparse_value_and_grad)
+            return kernel(z, off, on, self.sparse.actions[start:end])
         z_old = z_old.float()
         if self.sparse is not None:
             z_star = self._sparse_target(z_old, start, end)
@@ -92,12 +98,16 @@ class LCOChunk:
         """z* for the sparse advantage of eq. (11) in one pass over ``[c, V]``: after the §4.4
         normalisation, row t of A is one value off the sampled action and another at it (the
         closed forms of :func:`sparse_normalized`), so z* = z_old + off/β, then + (on − off)/β at a_t."""
-        token_adv = self.sparse.token_advantages[start:end].detach().float()
-        off, on = sparse_normalized(token_adv, z_old.shape[-1], self.normalization)
-        off, on = tilt(off, self.beta, self.beta_negative), tilt(on, self.beta, self.beta_negative)
+        off, on = self._sparse_tilts(start, end, z_old.shape[-1])
         z_star = torch.add(z_old, off.unsqueeze(-1))
         idx = self.sparse.actions[start:end].long().unsqueeze(-1)
         return z_star.scatter_add_(-1, idx, (on - off).unsqueeze(-1))
+
+    def _sparse_tilts(self, start, end, vocab_size):
+        """z* − z_old for the sparse advantage, ``[c]`` each: off the sampled action and at it."""
+        token_adv = self.sparse.token_advantages[start:end].detach().float()
+        off, on = sparse_normalized(token_adv, vocab_size, self.normalization)
+        return tilt(off, self.beta, self.beta_negative), tilt(on, self.beta, self.beta_negative)
 
     def _dense_target(self, z_old, adv):
         """z* = z_old + (A − μ)·r/β with the row statistics of the normalisation (μ = 0 and r = 1

@@ -15,27 +15,14 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from ..advantages import NORMALIZATIONS
-from ..objectives.losses import lco_batch_loss, trl_batch_loss
+from ..objectives.losses import lco_batch_loss
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, advantage_spec, objective_spec
 
 OBJECTIVES = tuple(OBJECTIVE_SPECS)
 ADVANTAGES = tuple(ADVANTAGE_SPECS)
 # LCO's own objectives (eqs. 8–10); the others are the baselines of §5.
 LCO_OBJECTIVES = tuple(name for name, spec in OBJECTIVE_SPECS.items() if spec.loss is lco_batch_loss)
-# Objectives whose loss is TRL's own `GRPOTrainer._compute_loss`: objective -> GRPOConfig overrides.
-TRL_OBJECTIVES: dict[str, dict] = {
-    name: dict(spec.grpo_config) for name, spec in OBJECTIVE_SPECS.items() if spec.loss is trl_batch_loss
-}
-# Each method's own published defaults, applied only where the user left TRL's default in place.
-METHOD_DEFAULTS: dict[str, dict] = {
-    name: dict(spec.published_defaults) for name, spec in OBJECTIVE_SPECS.items() if spec.published_defaults
-}
 _TRL_DEFAULTS = {"epsilon": 0.2, "epsilon_high": None, "scale_rewards": "group"}
-OWN_BASELINES = tuple(
-    name for name in OBJECTIVES if name not in LCO_OBJECTIVES and name not in TRL_OBJECTIVES
-)
-DENSE_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.dense)
-REWARD_MODEL_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.reward_models)
 # The π* support of the LCO target: the whole vocabulary (eq. 6), π_old's top-k, or the sampled token.
 LCO_SUPPORTS = ("full", "top_k", "sampled")
 # Fields that only act on an LCO objective's target z* (ObjectiveSpec.accepts_lco_options);

@@ -61,7 +61,7 @@ from .config import LCOConfig
 from .data import check_train_dataset
 from .dynamics import gradient_norms_by_sign
 from .gap_monitor import GapMonitor, build_gap_monitor, load_gap_state, save_gap_state
-from .guard import NonFiniteGuard
+from .guard import NonFiniteGuard, checked_reward_funcs
 from .hidden_state_forward import add_hidden_state_head, head_outputs
 from .preflight import check_before_loading
 from .value_head import attach_value_head, load_value_head, save_value_head
@@ -139,11 +139,12 @@ class LCOTrainer(GRPOTrainer):
                 "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
                 + _ANCHOR_DEFAULT_HINT
             )
-        self._guard = NonFiniteGuard(args.max_nonfinite_steps)
+        teach = self._spec.uses_advantage and self._advantage.uses_outcome_reward  # else rewards are only logged
+        self._guard = NonFiniteGuard(args.max_nonfinite_steps, rewards_teach=teach)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
             model=model,
-            reward_funcs=reward_funcs,
+            reward_funcs=checked_reward_funcs(reward_funcs),  # a raise / None / wrong type: one line (guard.py)
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
