@@ -77,6 +77,11 @@ def load_train_dataset(spec: str, split: str):
 
     if os.path.isfile(spec):
         check_dataset_file(spec)
+        if split != "train":  # one file is one split; reading it as another would silently train on it
+            raise ValueError(
+                f"dataset_split={split!r} does not apply to the file {spec!r}: a single file is the 'train' split; "
+                "leave dataset_split at train, or save the splits with DatasetDict.save_to_disk and give that folder"
+            )
         builder = DATASET_BUILDERS[os.path.splitext(spec)[1].lower()]
         try:
             dataset = load_dataset(builder, data_files=spec, split="train")
@@ -97,6 +102,10 @@ def load_train_dataset(spec: str, split: str):
     elif spec.startswith(("/", ".", "~")) or spec.endswith((*DATASET_BUILDERS, "/")):
         raise ValueError(f"dataset {spec!r} does not exist (no such file or folder)")
     else:
+        from ..preflight import check_hub_dataset
+
+        # offline: one line at once; online: a bounded wait, not ~50 s of retries
+        check_hub_dataset(spec, "dataset")
         dataset = load_dataset(spec, split=split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise ValueError(f"dataset {spec!r} has no records")
