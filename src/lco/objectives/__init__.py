@@ -9,6 +9,8 @@
   :mod:`.chunked` (the chunking base and its autograd), :mod:`.lco_chunk` (LCO's per-chunk math),
   :mod:`.row_sources` (where A and z_old come from, chunk by chunk) and :mod:`.compiled` (``torch.compile``)
 - :mod:`.registry` — one row per objective and per advantage: what each needs (read by the trainer)
+- :mod:`.losses`, :mod:`.token_advantages`, :mod:`.rollout` — the registry rows' loss functions and
+  token-advantage builders, and the typed generation record they read
 - :mod:`.heads` — z = h·Wᵀ + b one chunk of rows at a time; log-probs and distillation losses from it
 
 The names below are imported from their module on first use, so that ``import lco`` stays light.
