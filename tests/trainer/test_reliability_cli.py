@@ -246,7 +246,7 @@ def test_hub_model_id_online_waits_a_bounded_time(tmp_path, tiny_models, capsys,
         capsys, _config(tmp_path, tiny_models, model_name_or_path="someone/no-such-model-20")
     )
     assert time.perf_counter() - start < 10
-    assert "model 'someone/no-such-model-20'" in err and "did not answer within 0.5 s" in err
+    assert "model_name_or_path 'someone/no-such-model-20'" in err and "did not answer within 0.5 s" in err
 
 
 def test_dataset_split_on_a_local_file_is_not_ignored(tmp_path, tiny_models, capsys, no_model_load):
@@ -314,3 +314,27 @@ def test_train_config_help_lists_the_fields(tmp_path, tiny_models, capsys):
         "--resume_from_checkpoint",
     ):
         assert field in out
+
+
+def test_the_api_checks_the_tokenizer_only_when_it_loads_it(
+    tmp_path, tiny_models, tokenizer, prompts, no_model_load
+):
+    """``LCOTrainer(model=folder)`` loads the tokenizer from the folder: without one it stops before loading;
+    with ``processing_class`` given the folder needs none."""
+    import shutil
+
+    from lco.trainer import LCOTrainer
+
+    from .conftest import parity_reward, tiny_config
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(tiny_models["policy"], name), cut / name)
+    args = tiny_config(
+        tmp_path, tiny_models, advantage="outcome", reward_model_path=None, reference_reward_model_path=None
+    )
+    with pytest.raises(ValueError, match="model '.*cut' has no tokenizer files"):
+        LCOTrainer(str(cut), parity_reward, args, prompts)
+    with pytest.raises(AssertionError, match="a model was loaded"):  # past every check: TRL starts loading
+        LCOTrainer(str(cut), parity_reward, args, prompts, processing_class=tokenizer)

@@ -214,7 +214,6 @@ def resolve_rewards(names: list[str]) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preflight import check_tokenizer
     from .data import check_train_dataset, load_train_dataset
     from .preflight import check_before_loading
     from .trainer import LCOTrainer, auxiliary_model_paths
@@ -225,8 +224,10 @@ def run(args: argparse.Namespace) -> int:
     resume = resume_request(config.resume_from_checkpoint)
     # the run folder, paths, extras and β first: every one of these would otherwise surface after a model load
     old_checkpoints = check_run_folder(config.output_dir, resume, script.overwrite_output_dir)
-    check_before_loading(config, script.model_name_or_path, auxiliary_model_paths(config))
-    check_tokenizer(script.model_name_or_path, "model_name_or_path")
+    model_field = "model_name_or_path"
+    check_before_loading(
+        config, script.model_name_or_path, auxiliary_model_paths(config), model_field=model_field
+    )
     check_not_finished(config.output_dir, resume, config.max_steps)
     reward_funcs = resolve_rewards(script.reward_funcs)
     dataset = load_train_dataset(script.dataset, script.dataset_split)

@@ -111,7 +111,9 @@ class LCOTrainer(GRPOTrainer):
         check_train_dataset(train_dataset)
         self._spec = OBJECTIVE_SPECS[args.objective]
         self._advantage = ADVANTAGE_SPECS[args.advantage]
-        check_before_loading(args, model, auxiliary_model_paths(args))
+        check_before_loading(
+            args, model, auxiliary_model_paths(args), tokenizer_from_model=processing_class is None
+        )
         if reward_funcs is None:
             if not (self._spec.uses_advantage and self._advantage.uses_outcome_reward):
                 reward_funcs = []  # rewards are then only logged if the user passes some
