@@ -54,10 +54,10 @@ def test_chunk_kernel_measures_the_eager_and_compiled_kernels_alike(chunk_kernel
     tests/objectives), the record's fields are there and the two kernels agree."""
     import torch
 
-    from lco.objectives import fused
+    from lco.objectives import compiled
 
-    monkeypatch.setattr(fused, "_COMPILED", {})
-    monkeypatch.setattr(fused.torch, "compile", lambda fn, **kw: fn)
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled.torch, "compile", lambda fn, **kw: fn)
     record = chunk_kernel.measure("lco_kld", 8, 50, 2)
     assert record["compile_failure"] is None
     assert record["max_value_diff"] == 0.0 and record["max_grad_diff"] == 0.0
