@@ -127,10 +127,9 @@ def run(
         objective=objective,
         advantage="outcome",
         lco_beta=lco_beta,
-        # z_old re-anchored at the policy every step, as this example was measured: on a sparse verifier
-        # reward the stability study found the per-step anchor learns more than LCOConfig's default (the
-        # initial policy), which is there to keep the dense DPO advantage from collapsing (docs/demo.md).
-        lco_anchor_update_steps=1,
+        # the anchor and β_negative are LCOConfig's defaults for advantage="outcome": z_old re-anchored at
+        # the generating policy every step and β_negative = 100·β (docs/trainer.md, "Defaults, from the
+        # evidence")
         learning_rate=learning_rate,
         lr_scheduler_type="constant",
         num_generations=8,
