@@ -24,7 +24,6 @@ from lco import (
 )
 from lco.objectives import compiled, fused
 from lco.objectives.fused import default_chunk_size
-from lco.objectives.targets import support_ids
 
 LOSSES = ("lco_mse", "lco_lch", "lco_kld")
 TOL = {"atol": 1e-5, "rtol": 1e-5}

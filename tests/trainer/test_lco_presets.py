@@ -117,7 +117,15 @@ def test_resolved_values_are_saved_with_the_config_and_reload_unchanged(tmp_path
     config = _config(tmp_path, advantage="outcome", lco_beta=2.0)
     saved = json.loads(config.to_json_string())
     assert (saved["lco_anchor_update_steps"], saved["lco_beta_negative"]) == (1, 200.0)
-    reloadable = {*RESOLVED_FIELDS, "output_dir", "use_cpu", "advantage", "lco_beta", "lco_preset", "objective"}
+    reloadable = {
+        *RESOLVED_FIELDS,
+        "output_dir",
+        "use_cpu",
+        "advantage",
+        "lco_beta",
+        "lco_preset",
+        "objective",
+    }
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="lco.trainer.config"):
         reloaded = LCOConfig(**{name: saved[name] for name in reloadable})
@@ -247,11 +255,18 @@ def test_the_command_line_and_yaml_resolve_the_same_defaults_as_python(tmp_path)
 
 @pytest.mark.parametrize("normalization", ["std", "mean_std"])
 @pytest.mark.parametrize("advantage", ["outcome", "dpo_token"])
-def test_std_normalisation_of_a_sparse_advantage_is_refused_naming_the_field(tmp_path, advantage, normalization):
-    with pytest.raises(ValueError, match=f"advantage_normalization='{normalization}' .* sparse .* only the sign"):
+def test_std_normalisation_of_a_sparse_advantage_is_refused_naming_the_field(
+    tmp_path, advantage, normalization
+):
+    with pytest.raises(
+        ValueError, match=f"advantage_normalization='{normalization}' .* sparse .* only the sign"
+    ):
         _config(tmp_path, advantage=advantage, advantage_normalization=normalization)
 
 
 def test_std_normalisation_stays_for_dense_advantages_and_is_ignored_by_baselines(tmp_path):
-    assert _config(tmp_path, advantage="dpo_dense", advantage_normalization="std").advantage_normalization == "std"
+    assert (
+        _config(tmp_path, advantage="dpo_dense", advantage_normalization="std").advantage_normalization
+        == "std"
+    )
     assert _config(tmp_path, objective="grpo", advantage_normalization="std").advantage_normalization == "std"

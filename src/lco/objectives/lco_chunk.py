@@ -88,7 +88,9 @@ class LCOChunk:
         elif self.beta_negative is None:
             z_star = self._dense_target(z_old, self.advantages(start, end).float())
         else:
-            shift = target_shift(self.advantages(start, end), self.beta, self.beta_negative, self.normalization)
+            shift = target_shift(
+                self.advantages(start, end), self.beta, self.beta_negative, self.normalization
+            )
             z_star = z_old + shift
         return self._value_and_grad(z, z_star)
 

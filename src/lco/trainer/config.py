@@ -356,7 +356,9 @@ class LCOConfig(GRPOConfig):
             "lco_mse/lco_lch with advantage_normalization='none')."
         },
     )
-    lco_support_k: int | None = field(default=None, metadata={"help": "k of lco_support='top_k' (default 5)."})
+    lco_support_k: int | None = field(
+        default=None, metadata={"help": "k of lco_support='top_k' (default 5)."}
+    )
     lco_beta_negative: float | None = field(
         default=None,
         metadata={
@@ -514,7 +516,8 @@ class LCOConfig(GRPOConfig):
                     f"got {self.lco_preset!r}"
                 )
             preset = {
-                name: value(self) if callable(value) else value for name, value in LCO_PRESETS[self.lco_preset].items()
+                name: value(self) if callable(value) else value
+                for name, value in LCO_PRESETS[self.lco_preset].items()
             }
             conflicts = [
                 f"{name}={given[name]!r} (the preset sets {value!r})"
@@ -523,14 +526,17 @@ class LCOConfig(GRPOConfig):
             ]
             if conflicts:
                 raise ValueError(
-                    f"lco_preset={self.lco_preset!r} conflicts with " + "; ".join(conflicts)
+                    f"lco_preset={self.lco_preset!r} conflicts with "
+                    + "; ".join(conflicts)
                     + ": a preset never overwrites an option you set; drop the preset or the option"
                 )
         defaults = default_lco_options(self.objective, self.advantage, beta)
         for name in RESOLVED_FIELDS:
             if name not in given:
                 setattr(self, name, preset.get(name, defaults[name]))
-        decided = [name for name in signal_defaults(self.advantage, beta) if name not in given and name not in preset]
+        decided = [
+            name for name in signal_defaults(self.advantage, beta) if name not in given and name not in preset
+        ]
         if not decided:
             return None
         why = SIGNAL_DEFAULTS[advantage_spec(self.advantage).signal].why
@@ -643,9 +649,14 @@ def validate_lco_options(config: LCOConfig) -> None:
         )
     support_size = {"full": None, "top_k": k, "sampled": 1}[config.lco_support]
     sparse = not advantage_spec(config.advantage).dense
-    if sparse and objective_spec(config.objective).accepts_lco_options and config.advantage_normalization in (
-        "std",
-        "mean_std",
+    if (
+        sparse
+        and objective_spec(config.objective).accepts_lco_options
+        and config.advantage_normalization
+        in (
+            "std",
+            "mean_std",
+        )
     ):
         raise ValueError(
             f"advantage_normalization={config.advantage_normalization!r} with the sparse advantage "
