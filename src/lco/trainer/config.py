@@ -220,39 +220,50 @@ class LCOConfig(GRPOConfig):
 
         lco_beta (`float`, *optional*, defaults to `1.0`):
             β of the KL-regularised objective (eq. 2): z* = z_old + A/β (eq. 7). The paper's value.
-        advantage_normalization (`str`, *optional*, defaults to `"mean"`):
+        advantage_normalization (`str`, *optional*, defaults to `"mean"` when unset):
             Per-step normalisation of the advantage over the vocabulary (§4.4), or over the support when
             ``lco_support`` is not ``full``, one of :data:`lco.NORMALIZATIONS`: ``mean`` (centring; leaves π*
-            unchanged), ``mean_std``, ``std`` (divide by the std, no centring: the authors' code), ``none``.
+            unchanged), ``mean_std``, ``std`` (divide by the std, no centring: the authors' code for the dense
+            DPO advantage), ``none``. ``std``/``mean_std`` are refused for a sparse advantage (``outcome``,
+            ``dpo_token``) on an LCO objective: the std of a one-hot row keeps only the sign of A.
 
         > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
 
-        lco_anchor_update_steps (`int`, *optional*, defaults to `0`):
+        Each defaults to ``None`` ("not set") and is resolved when the config is built — your value, else the
+        preset's, else the advantage's (:data:`SIGNAL_DEFAULTS`), else the paper's — so the saved config holds
+        the values the run used, and a preset can tell a value you set from one you left.
+
+        lco_anchor_update_steps (`int`, *optional*, from the advantage when unset):
             The anchor π_old of z* = z_old + A/β (eq. 7): a frozen snapshot of the policy refreshed every this many
             optimizer steps (at steps 0, m, 2m, …); z_old is the snapshot's exact logits on each batch. 1 is the
             paper (the policy that generated the batch; no extra copy); 0 never refreshes: the initial policy, the
-            KL-regularised optimum around the starting model (the authors' code). 0 is the default since the
-            demo's stability study (docs/demo.md, "Stability study"): the only single option with no collapse on
-            both the dense and the sparse advantage; ``lco_preset="paper"`` restores 1. Values other than 1 keep
-            one frozen copy of the policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
-        lco_support (`str`, *optional*, defaults to `"full"`):
+            KL-regularised optimum around the starting model (the authors' code). Unset: 0 for a reward model's
+            advantage (a fixed function of the state: re-anchoring would compound the tilt π_0·exp(k·A/β)), 1 for
+            ``outcome`` (its group baseline moves with the policy: re-anchoring is mirror descent); see
+            docs/trainer.md, "Defaults, from the evidence". Values other than 1 keep one frozen copy of the
+            policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
+        lco_support (`str`, *optional*, defaults to `"full"` when unset):
             The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
-            ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5) or ``sampled`` (the
+            ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5; with a sparse
+            advantage the sampled token takes the k-th place when it is not among them) or ``sampled`` (the
             sampled token only: the authors' sampled-logit regression, ``lco_mse``/``lco_lch`` with
             ``advantage_normalization="none"``).
-        lco_support_k (`int`, *optional*, defaults to `5`):
+        lco_support_k (`int`, *optional*, defaults to `5` when unset):
             k of ``lco_support="top_k"``.
-        lco_beta_negative (`float` or `None`, *optional*, defaults to `None`):
-            β for the entries with A < 0 (z* = z_old + A/β_negative there); ``None`` is ``lco_beta``. The authors
-            use 100·β for the rule reward.
-        lco_temperature_consistent (`bool`, *optional*, defaults to `False`):
+        lco_beta_negative (`float` or `None`, *optional*, from the advantage when unset):
+            β for the entries with A < 0 (z* = z_old + A/β_negative there; the sign of the uncentred A), so
+            π* ∝ π_old·exp(A/β_±) (eqs. 6–7 per sign). Unset: 100·``lco_beta`` for ``outcome`` (the authors'
+            rule-reward value, confirmed on fresh seeds), else one β for both signs. A value equal to
+            ``lco_beta`` is one β for both signs, whatever the advantage.
+        lco_temperature_consistent (`bool`, *optional*, defaults to `False` when unset):
             When true, z_old and the loss use z/T with T the sampling ``temperature`` (as TRL's objectives do);
             false is the paper (T = 1 logits whatever the sampling temperature).
         lco_preset (`str` or `None`, *optional*, defaults to `None`):
             Named settings of the options above: ``paper`` (full support, anchor every step, no β_negative,
-            ``mean`` normalisation, T = 1; the paper as written, whatever the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
-            β_negative = 100·β, anchor = the initial policy). Applied only to the fields left at their default
-            (a field set to its default value counts as left).
+            ``mean`` normalisation, T = 1; the paper as written, whatever the defaults) or ``authors`` (top-5
+            support, ``std`` normalisation of a dense advantage — none of a sparse one —, β_negative = 100·β,
+            anchor = the initial policy). It fills the options you left unset; one you set to another value is
+            an error naming both.
 
         > Parameters that name the frozen models
 
