@@ -99,9 +99,11 @@ def run(
 ) -> dict:
     """Warm up, then train with ``objective``; the mean reward of every RL step and the greedy accuracies.
 
-    β = 4 rather than the paper's 1: with β = 1 the target z* = z_old + A/β (eq. 7) moves every
-    logit by a full nat per step, and this 64-wide model collapses (reward → −1 within 60 steps,
-    measured; see docs/examples.md) — the instability docs/demo.md reports for LCO at β = 1.
+    The anchor and β_negative are LCOConfig's defaults for ``advantage="outcome"`` (the generating
+    policy, β_negative = 100·β). β = 4 rather than the paper's 1: both learn with those defaults, β = 4
+    a little more over three seeds (docs/examples.md); with one β for both signs this 64-wide model
+    collapses (reward −0.88 → −0.94 in 60 steps, measured), consistent with the asymmetric tilt of
+    a sparse ±A that β_negative softens.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 

@@ -234,6 +234,13 @@ def test_preset_conflicts_from_yaml_and_the_command_line(tmp_path, yaml_fields, 
         parse(_yaml(tmp_path, **yaml_fields), overrides)
 
 
+def test_a_bare_boolean_flag_is_true_and_conflicts_with_the_paper_preset(tmp_path):
+    _, config = parse(_yaml(tmp_path), ["--lco_temperature_consistent"])
+    assert config.lco_temperature_consistent is True
+    with pytest.raises(ValueError, match="lco_preset='paper' conflicts with lco_temperature_consistent=True"):
+        parse(_yaml(tmp_path, lco_preset="paper"), ["--lco_temperature_consistent"])
+
+
 def test_lco_train_reports_a_preset_conflict_as_one_line(tmp_path, capsys):
     code = lco_main(["train", _yaml(tmp_path), "--lco_preset", "paper", "--lco_anchor_update_steps", "0"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -114,6 +114,10 @@ RESOLVED_FIELDS = (
 )
 
 
+# What "not set" looks like per field: None, except the bool flag (see its field).
+_UNSET = {name: (False if name == "lco_temperature_consistent" else None) for name in RESOLVED_FIELDS}
+
+
 def _hundred_beta(config) -> float:
     return 100.0 * config.lco_beta
 
@@ -229,7 +233,7 @@ class LCOConfig(GRPOConfig):
 
         > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
 
-        Each defaults to ``None`` ("not set") and is resolved when the config is built — your value, else the
+        Each (but the bool flag) defaults to ``None`` ("not set") and is resolved when the config is built — your value, else the
         preset's, else the advantage's (:data:`SIGNAL_DEFAULTS`), else the paper's — so the saved config holds
         the values the run used, and a preset can tell a value you set from one you left.
 
@@ -255,7 +259,7 @@ class LCOConfig(GRPOConfig):
             π* ∝ π_old·exp(A/β_±) (eqs. 6–7 per sign). Unset: 100·``lco_beta`` for ``outcome`` (the authors'
             rule-reward value, confirmed on fresh seeds), else one β for both signs. A value equal to
             ``lco_beta`` is one β for both signs, whatever the advantage.
-        lco_temperature_consistent (`bool`, *optional*, defaults to `False` when unset):
+        lco_temperature_consistent (`bool`, *optional*, defaults to `False`):
             When true, z_old and the loss use z/T with T the sampling ``temperature`` (as TRL's objectives do);
             false is the paper (T = 1 logits whatever the sampling temperature).
         lco_preset (`str` or `None`, *optional*, defaults to `None`):
@@ -377,8 +381,11 @@ class LCOConfig(GRPOConfig):
             "Unset: from the advantage (100·lco_beta for 'outcome', else lco_beta)."
         },
     )
-    lco_temperature_consistent: bool | None = field(
-        default=None,
+    # a plain bool, so that `--lco_temperature_consistent` alone means true (HfArgumentParser gives a
+    # bool flag without a value only when its default is not None); no preset sets it true, so a false
+    # that the user gave never conflicts with one
+    lco_temperature_consistent: bool = field(
+        default=False,
         metadata={
             "help": "Use z/T (T = the sampling temperature) for z_old and the loss, as TRL's objectives do; "
             "False (the default) = the paper (T = 1 logits)."
@@ -505,7 +512,7 @@ class LCOConfig(GRPOConfig):
         baseline keeps an anchor snapshot) and refuse any other value.
         """
         objective = objective_spec(self.objective)
-        given = {name: getattr(self, name) for name in RESOLVED_FIELDS if getattr(self, name) is not None}
+        given = {name: getattr(self, name) for name in RESOLVED_FIELDS if getattr(self, name) != _UNSET[name]}
         beta = self.lco_beta
         if not objective.accepts_lco_options:
             neutral = LCO_PRESETS["paper"]
@@ -551,7 +558,12 @@ class LCOConfig(GRPOConfig):
         if not decided:
             return None
         why = SIGNAL_DEFAULTS[advantage_spec(self.advantage).signal].why
-        values = ", ".join(f"{name}={getattr(self, name)!r}" for name in decided)
+        values = ", ".join(
+            "lco_beta_negative=None (one β for both signs)"
+            if name == "lco_beta_negative" and self.lco_beta_negative is None
+            else f"{name}={getattr(self, name)!r}"
+            for name in decided
+        )
         return (
             f"LCOConfig: {values} from advantage={self.advantage!r}, {why} (set the option to override; "
             'docs/trainer.md, "Defaults, from the evidence")'
