@@ -27,3 +27,9 @@ def test_the_reward_rises(tmp_path):
     # both signs it collapsed: −0.88 → −0.94, 21 % → 10 %)
     assert last > first + 0.1, (first, last)
     assert result["accuracy_after"] > result["accuracy_before"]
+    # issue 20: both policies are saved, loadable with their tokenizer (the folders used to be empty)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert set(result["policies"]) == {"sft", "lco_kld"}
+    for path in result["policies"].values():
+        assert len(AutoTokenizer.from_pretrained(path)) > 2 and AutoModelForCausalLM.from_pretrained(path)

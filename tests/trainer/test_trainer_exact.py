@@ -8,6 +8,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import lco
+from lco.objectives.rollout import ROLLOUT_KEY, Rollout
 from lco.trainer import LCOTrainer
 
 from .conftest import parity_reward, tiny_config
@@ -25,9 +26,14 @@ def _manual_batch(tokenizer, vocab_size: int, seed: int = 0) -> dict:
         "completion_ids": completion_ids,
         "completion_mask": completion_mask,
         "advantages": advantages,
-        "token_advantages": advantages[:, None] * completion_mask,
+        ROLLOUT_KEY: Rollout(token_advantages=advantages[:, None] * completion_mask).split(),
         "num_items_in_batch": completion_mask.sum(),
     }
+
+
+def _token_advantages(batch) -> torch.Tensor:
+    """A(s_t, a_t) ``[B, T]`` as the batch carries it (one Rollout record per completion)."""
+    return Rollout.collate(batch[ROLLOUT_KEY]).token_advantages
 
 
 def _completion_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +62,7 @@ def test_first_on_policy_step_kld_logit_gradient_is_pi_minus_pi_star(
         h, z = _completion_logits(model, batch)
         # outcome's default β_negative = 100β where A < 0 (the batch has A = 1 and A = −0.5), by the sign
         # of the uncentred A; the sparse A tilts the sampled token only (eqs. 6–7, 11)
-        a = batch["token_advantages"].float()
+        a = _token_advantages(batch).float()
         per_sign = torch.where(a < 0, a / (100 * beta), a / beta)
         tilt = torch.zeros_like(z).scatter_(-1, batch["completion_ids"].unsqueeze(-1), per_sign.unsqueeze(-1))
         pi_star = torch.softmax(z + tilt, -1)
@@ -87,7 +93,7 @@ class _Recorder(LCOTrainer):
 def _kld_closed_form(z, z_old, inputs, beta, beta_negative):
     """E_t[KL(π* ‖ π_θ)] (eq. 10) with π* ∝ π_old·exp(A/β_±) (eqs. 6–7): the sparse A of eq. (11) tilts
     only the sampled token, by A/β where A ≥ 0 and A/β_negative where A < 0 (centring leaves π* as is)."""
-    a = inputs["token_advantages"].float()
+    a = _token_advantages(inputs).float()
     per_sign = torch.where(a < 0, a / beta_negative, a / beta)
     tilt = torch.zeros_like(z_old).scatter_(
         -1, inputs["completion_ids"].unsqueeze(-1), per_sign.unsqueeze(-1)
@@ -116,7 +122,7 @@ def test_reused_rollouts_use_the_exact_old_policy_logits(tmp_path, tiny_models, 
     with torch.no_grad():
         _, z = _completion_logits(current_policy, inputs)
         _, z_old = _completion_logits(old_policy, inputs)
-        A = lco.sparse_advantages(inputs["token_advantages"].float(), inputs["completion_ids"], z.shape[-1])
+        A = lco.sparse_advantages(_token_advantages(inputs).float(), inputs["completion_ids"], z.shape[-1])
         expected = _kld_closed_form(z, z_old, inputs, beta, 100.0 * beta)
         # the same through the library's naive loss, β_negative by the sign of the uncentred A
         naive = lco.lco_kld(
@@ -128,7 +134,7 @@ def test_reused_rollouts_use_the_exact_old_policy_logits(tmp_path, tiny_models, 
             beta_negative=100.0 * beta,
             normalization="mean",
         )
-    assert (inputs["token_advantages"] < 0).any(), "no negative advantage: β_negative is not exercised"
+    assert (_token_advantages(inputs) < 0).any(), "no negative advantage: β_negative is not exercised"
     assert (z - z_old).norm() > 1e-4, "the policy did not move between generation and the reuse step"
     assert abs(loss - expected) < 1e-5 * max(1.0, abs(expected))
     assert abs(float(naive) - expected) < 1e-5 * max(1.0, abs(expected))

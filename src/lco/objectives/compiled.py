@@ -38,12 +38,20 @@ class CompiledKernel:
     def __init__(self, loss: LogitLoss):
         self.loss = loss
         self.failure: str | None = None
-        self._compiled = torch.compile(loss.value_and_grad)
+        self._compiled = torch.compile(loss.value_and_grad)  # compiles on the first call
+        self._compiled_sparse = torch.compile(loss.sparse_value_and_grad)
 
     def __call__(self, z, z_star, support=None):
+        return self._run(self._compiled, self.loss.value_and_grad, z, z_star, support)
+
+    def sparse_value_and_grad(self, z, off, on, actions):
+        """``loss.sparse_value_and_grad`` (the on-policy sparse step) compiled, with the same fallback."""
+        return self._run(self._compiled_sparse, self.loss.sparse_value_and_grad, z, off, on, actions)
+
+    def _run(self, compiled, eager, *args):
         if self.failure is None:
             try:
-                return self._compiled(z, z_star, support)
+                return compiled(*args)
             except Exception as exc:  # Inductor/Dynamo raise many types; any of them means eager
                 first_line = (str(exc).strip().splitlines() or [""])[0][:300]
                 self.failure = f"{type(exc).__name__}: {first_line}"
@@ -51,9 +59,9 @@ class CompiledKernel:
                     f"torch.compile of the {self.loss.name} chunk kernel failed ({self.failure}); "
                     "using the eager kernel",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-        return self.loss.value_and_grad(z, z_star, support)
+        return eager(*args)
 
 
 _COMPILED: dict[str, CompiledKernel] = {}

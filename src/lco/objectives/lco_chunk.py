@@ -54,7 +54,8 @@ class LCOChunk:
     support: int | torch.Tensor | None = None
     sparse: SparseAdvantages | None = None
     kernel: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
-    """``(z, z*, support) -> (ℓ, ∂ℓ/∂z)``; ``None`` is ``loss.value_and_grad`` (see :func:`chunk_kernel`)."""
+    """``(z, z*, support) -> (ℓ, ∂ℓ/∂z)``; ``None`` is ``loss.value_and_grad`` (see :func:`chunk_kernel`).
+    A :class:`~lco.objectives.compiled.CompiledKernel` also brings its ``sparse_value_and_grad``."""
     stats_temperature: float = 1.0
 
     @property
@@ -82,6 +83,11 @@ class LCOChunk:
         # once by row_source (and z is finite when hidden and weight are). z* is built in one
         # fresh [c, V] block, which value_and_grad then takes over as scratch; the caller's A
         # and z_old (possibly views of its own tensors, or z itself) are only read.
+        if self.sparse is not None and z_old is z:
+            # On-policy: z* − z is the same for every z, and the loss has ℓ and ∂ℓ/∂z in closed form.
+            off, on = self._sparse_tilts(start, end, z.shape[-1])
+            kernel = getattr(self.kernel, "sparse_value_and_grad", self.loss.sparse_value_and_grad)
+            return kernel(z, off, on, self.sparse.actions[start:end])
         z_old = z_old.float()
         if self.sparse is not None:
             z_star = self._sparse_target(z_old, start, end)
@@ -95,16 +101,23 @@ class LCOChunk:
         return self._value_and_grad(z, z_star)
 
     def _sparse_target(self, z_old, start, end):
-        """z* for the sparse advantage of eq. (11) in one pass over ``[c, V]``: the shift of row t is
-        u = A(s_t, a_t)/β_± at a_t (the β of the sign of the uncentred A) and 0 elsewhere; centring it
-        (the closed forms of :func:`sparse_normalized`) leaves one value off a_t and another at it,
-        so z* = z_old + off, then + (on − off) at a_t."""
-        token_adv = self.sparse.token_advantages[start:end].detach().float()
-        shift = tilt(token_adv, self.beta, self.beta_negative)
-        off, on = sparse_normalized(shift, z_old.shape[-1], self.normalization)
+        """z* for the sparse advantage of eq. (11) in one pass over ``[c, V]``: row t's shift is one value
+        off the sampled action and another at it (:meth:`_sparse_tilts`), so z* = z_old + off, then
+        + (on − off) at a_t."""
+        off, on = self._sparse_tilts(start, end, z_old.shape[-1])
         z_star = torch.add(z_old, off.unsqueeze(-1))
         idx = self.sparse.actions[start:end].long().unsqueeze(-1)
         return z_star.scatter_add_(-1, idx, (on - off).unsqueeze(-1))
+
+    def _sparse_tilts(self, start, end, vocab_size):
+        """z* − z_old for the sparse advantage, ``[c]`` each: off the sampled action and at it.
+
+        The shift is u = A(s_t, a_t)/β_± at a_t (the β of the sign of the uncentred A, eqs. 6–7) and 0
+        elsewhere; the normalisation then centres the shift (the closed forms of
+        :func:`sparse_normalized`), which leaves π* ∝ π_old·exp(u·e_{a_t}) as documented."""
+        token_adv = self.sparse.token_advantages[start:end].detach().float()
+        shift = tilt(token_adv, self.beta, self.beta_negative)
+        return sparse_normalized(shift, vocab_size, self.normalization)
 
     def _dense_target(self, z_old, adv):
         """z* = z_old + (A − μ)·r/β with the row statistics of the normalisation (μ = 0 and r = 1
