@@ -23,7 +23,7 @@ def test_the_reward_rises(tmp_path):
     # some warm-up answers are right (else every advantage is 0 and nothing can be learned) ...
     assert result["accuracy_before"] > 0.05 and first > -1.0
     # ... and RL raises the reward and the greedy accuracy, on LCOConfig's defaults for "outcome" (the
-    # generating policy as anchor, β_negative = 100β; measured: −0.76 → −0.60, 21 % → 29 %; with one β for
+    # generating policy as anchor, β_negative = 100β; measured: −0.76 → −0.60, 21 % → 30 %; with one β for
     # both signs it collapsed: −0.88 → −0.94, 21 % → 10 %)
     assert last > first + 0.1, (first, last)
     assert result["accuracy_after"] > result["accuracy_before"]

@@ -147,9 +147,11 @@ def signal_defaults(advantage: str, lco_beta: float) -> dict:
     (:data:`SIGNAL_DEFAULTS` of its row's ``signal``)."""
     row = SIGNAL_DEFAULTS[advantage_spec(advantage).signal]
     factor = row.beta_negative_factor
+    # a bad β is reported as lco_beta's own error (validation, preflight), not as β_negative's
+    usable = isinstance(lco_beta, (int, float)) and math.isfinite(lco_beta) and lco_beta > 0
     return {
         "lco_anchor_update_steps": row.anchor_update_steps,
-        "lco_beta_negative": None if factor is None else factor * lco_beta,
+        "lco_beta_negative": None if factor is None or not usable else factor * lco_beta,
     }
 
 
