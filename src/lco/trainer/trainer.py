@@ -32,7 +32,7 @@ of ``head_chunk_size`` tokens at a time, inside the model's patched forward
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import logging
 import os
@@ -63,7 +63,7 @@ from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_lo
 from ..objectives.reduction import masked_mean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
 from ..vocabularies import vocabulary_difference
-from .anchor import PolicyAnchor
+from .anchor import Anchor, build_anchor, output_vocab_size
 from .checkpoints import resolve_resume_checkpoint, staged_save
 from .config import LCOConfig
 from .data import check_train_dataset
@@ -74,11 +74,6 @@ from .preflight import check_before_loading
 from .value_head import attach_value_head, load_value_head, save_value_head
 
 logger = logging.getLogger(__name__)
-# The anchor's default is not the paper's (the demo's stability study chose it); say so where it is refused.
-_ANCHOR_DEFAULT_HINT = (
-    " (0, the initial policy, is LCOConfig's default, chosen by the stability study in docs/demo.md; "
-    "lco_preset='paper' restores the paper's per-step anchor)"
-)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
@@ -121,7 +116,8 @@ class LCOTrainer(GRPOTrainer):
         check_before_loading(args, model, auxiliary_model_paths(args))
         if reward_funcs is None:
             if not (self._spec.uses_advantage and self._advantage.uses_outcome_reward):
-                reward_funcs = []  # rewards are then only logged if the user passes some
+                # TRL requires a reward source; the dense advantage needs none, so a constant 0 stands in
+                reward_funcs = [no_reward_function]
             else:
                 raise ValueError(
                     f"reward_funcs is required for objective={args.objective!r} with advantage='outcome': the "
@@ -137,15 +133,6 @@ class LCOTrainer(GRPOTrainer):
         self._auxiliary_paths = auxiliary_model_paths(args)
         check_vocabularies(policy_tokenizer, self._auxiliary_paths)
 
-        # A model path or hub id is loaded by TRL below; only a model object can already carry adapters
-        # (accelerate's is_peft_model walks a module and fails on a string).
-        has_adapters = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        if args.lco_anchor_update_steps != 1 and has_adapters:
-            raise ValueError(
-                f"lco_anchor_update_steps={args.lco_anchor_update_steps} keeps a frozen snapshot of the policy, "
-                "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
-                + _ANCHOR_DEFAULT_HINT
-            )
         self._guard = NonFiniteGuard(args.max_nonfinite_steps)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
@@ -163,21 +150,17 @@ class LCOTrainer(GRPOTrainer):
         )
         self._guard.metrics = self._metrics["train"]
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        # Copied before the forward patch: the patched forward closes over the model it patches.
-        anchor = self._anchor_snapshot(policy) if args.lco_anchor_update_steps != 1 else None
+        # Built before the forward patch: a copied policy's patched forward would close over the original.
+        # On TRL's reference-model machinery (adapters disabled, a snapshot adapter, TRL's ref model, or
+        # a frozen copy placed and synced as TRL does): lco.trainer.anchor.
+        self._anchor: Anchor | None = build_anchor(self, model, peft_config is not None, self._place_frozen)
+        if self._anchor is not None:
+            self.add_callback(self._anchor)
         add_hidden_state_head(policy)
-        self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
+        # read from the full shape: under ZeRO-3 the head's local weight is an empty partition
+        self._policy_vocab = output_vocab_size(policy)
         self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
         self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
-        self._anchor: PolicyAnchor | None = None
-        if anchor is not None:
-            self._anchor = PolicyAnchor(
-                self._place_frozen(anchor),
-                lambda: self.model,
-                self.accelerator.unwrap_model,
-                args.lco_anchor_update_steps,
-            )
-            self.add_callback(self._anchor)
         if self._spec.needs_values:
             hidden = policy.config.get_text_config().hidden_size
             # The critic: a value head on the policy's final hidden states, saved apart (value_head.py)
@@ -194,24 +177,13 @@ class LCOTrainer(GRPOTrainer):
         """A frozen causal LM in eval mode (a reward model, reference or teacher), placed like TRL's ref model."""
         dtype = self.accelerator.unwrap_model(self.model).dtype
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        vocab = model.get_output_embeddings().weight.shape[0]
+        vocab = output_vocab_size(model)
         if vocab < self._policy_vocab:
             raise ValueError(
                 f"the model at {path} has an LM head of {vocab} tokens but the policy has {self._policy_vocab}; "
                 "reward models, references and teachers must cover the policy's vocabulary"
             )
         return self._place_frozen(model)
-
-    def _anchor_snapshot(self, policy: nn.Module) -> nn.Module:
-        """A copy of the (unwrapped) policy for the LCO anchor (:mod:`lco.trainer.anchor`)."""
-        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
-        if self.is_fsdp_enabled or zero3:
-            raise ValueError(
-                f"lco_anchor_update_steps={self.args.lco_anchor_update_steps} copies the policy's full state "
-                "into a frozen snapshot, which FSDP and DeepSpeed ZeRO-3 shard; use one device, DDP or "
-                "ZeRO-1/2, or lco_anchor_update_steps=1" + _ANCHOR_DEFAULT_HINT
-            )
-        return copy.deepcopy(policy)
 
     def _place_frozen(self, model: nn.Module) -> nn.Module:
         """Eval mode, no gradient, the hidden-state head, and TRL's ref-model placement."""
@@ -274,14 +246,15 @@ class LCOTrainer(GRPOTrainer):
             and self.model.training
             and (self._anchor is not None or self._reuses_rollouts())
         )
-        old_policy = self.model if self._anchor is None else self._anchor.snapshot
+        old_policy = self._anchor.model if self._anchor is not None else lambda: contextlib.nullcontext(self.model)
         needs_values = self._spec.needs_values
         batch = args.per_device_train_batch_size
         with torch.no_grad():
             for s in range(0, input_ids.size(0), batch):
                 ids, am = input_ids[s : s + batch], attention_mask[s : s + batch]
                 if needs_old_hidden:
-                    h, w, b = self._hidden_and_head(old_policy, ids, am, k)
+                    with old_policy() as old_model:  # e.g. the policy with its adapters disabled, inside only
+                        h, w, b = self._hidden_and_head(old_model, ids, am, k)
                     save("old_hidden", h)
                     if s == 0:  # a copy: the optimizer (or the anchor's refresh) updates the head in place
                         heads["old"] = (w.clone(), None if b is None else b.clone())
@@ -517,9 +490,9 @@ class LCOTrainer(GRPOTrainer):
             )
             with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
                 json.dump(state, f)
-        if self._anchor is not None and self.args.should_save:
+        if self._anchor is not None:  # every process: a ZeRO-3 anchor is gathered for the save
             step_folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            self._anchor.save(os.path.join(self._get_output_dir(trial=trial), step_folder))
+            self._anchor.save(os.path.join(self._get_output_dir(trial=trial), step_folder), self.args.should_save)
 
     def _save(self, output_dir=None, state_dict=None):
         super()._save(output_dir, state_dict)
@@ -721,6 +694,11 @@ class LCOTrainer(GRPOTrainer):
 
         total = head_outputs(model, ids, am, k, head_fn)
         return total / mask.sum().clamp(min=1.0)
+
+
+def no_reward_function(completions, **kwargs) -> list[float]:
+    """Reward 0 for every completion: TRL requires a reward source, a dense advantage (eqs. 12, 13) uses none."""
+    return [0.0] * len(completions)
 
 
 def _flat(hidden: torch.Tensor) -> torch.Tensor:
