@@ -358,6 +358,23 @@ class FrozenModelAnchor(Anchor):
                 buffer.copy_(tensors[name])
 
 
+def place_frozen(model: nn.Module, accelerator, deepspeed: bool, fsdp: bool) -> nn.Module:
+    """Eval mode, no gradient, the hidden-state head, and the placement ``GRPOTrainer`` gives its ``ref_model``:
+    ``prepare_deepspeed`` (partitioned under ZeRO-3, stage 0 otherwise), ``prepare_fsdp``, or
+    ``accelerator.prepare_model(evaluation_mode=True)``."""
+    from trl.models import prepare_deepspeed, prepare_fsdp
+
+    from .hidden_state_forward import add_hidden_state_head
+
+    model.eval().requires_grad_(False)
+    add_hidden_state_head(model)
+    if deepspeed:
+        return prepare_deepspeed(model, accelerator)
+    if fsdp:
+        return prepare_fsdp(model, accelerator)
+    return accelerator.prepare_model(model, evaluation_mode=True)
+
+
 def adapters_are_identity(peft_model: nn.Module) -> bool:
     """True when the trained adapter starts as the identity, so that disabling it gives the initial policy.
 

@@ -43,7 +43,6 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
-from trl.models import prepare_deepspeed, prepare_fsdp
 
 from ..advantages import (
     normalize_advantages,
@@ -63,7 +62,7 @@ from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_lo
 from ..objectives.reduction import masked_mean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
 from ..vocabularies import vocabulary_difference
-from .anchor import Anchor, build_anchor, output_vocab_size
+from .anchor import Anchor, build_anchor, output_vocab_size, place_frozen
 from .checkpoints import resolve_resume_checkpoint, staged_save
 from .config import LCOConfig
 from .data import check_train_dataset
@@ -187,13 +186,7 @@ class LCOTrainer(GRPOTrainer):
 
     def _place_frozen(self, model: nn.Module) -> nn.Module:
         """Eval mode, no gradient, the hidden-state head, and TRL's ref-model placement."""
-        model.eval().requires_grad_(False)
-        add_hidden_state_head(model)
-        if self.is_deepspeed_enabled:
-            return prepare_deepspeed(model, self.accelerator)
-        if self.is_fsdp_enabled:
-            return prepare_fsdp(model, self.accelerator)
-        return self.accelerator.prepare_model(model, evaluation_mode=True)
+        return place_frozen(model, self.accelerator, self.is_deepspeed_enabled, self.is_fsdp_enabled)
 
     def _hidden_and_head(self, model, input_ids, attention_mask, logits_to_keep):
         """Detached final hidden states at the completion positions and the (first V_policy rows of the) head."""
