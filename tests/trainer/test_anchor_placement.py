@@ -11,18 +11,6 @@ from lco.trainer import LCOTrainer
 from lco.trainer.anchor import output_vocab_size
 
 from .conftest import parity_reward, tiny_config
-from .test_stability_options import _batch_old_logits, _initial_policy
-from .test_trainer_exact import _completion_logits
-
-
-class _Batches(LCOTrainer):
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.batches = []
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.batches.append(inputs)
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
 def test_vocabulary_size_is_read_from_the_full_shape_of_a_partitioned_head(tiny_models):
@@ -37,42 +25,22 @@ def test_vocabulary_size_is_read_from_the_full_shape_of_a_partitioned_head(tiny_
     assert output_vocab_size(model) == model.config.vocab_size
 
 
-@pytest.mark.slow
-def test_initial_policy_anchor_shares_trls_reference_model_when_beta_is_positive(
-    tmp_path, tiny_models, tokenizer, prompts
-):
-    args = tiny_config(tmp_path, tiny_models, objective="lco_kld", lco_anchor_update_steps=0, beta=0.05)
-    trainer = _Batches(
-        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
-    )
-    assert trainer._anchor.kind == "trl_reference" and trainer._anchor.snapshot is trainer.ref_model
-    assert not trainer._anchor.saves_state  # TRL's reference is rebuilt from the path: nothing to checkpoint
-    trainer.train()
-    initial = _initial_policy(tiny_models)
-    for inputs in trainer.batches:
-        with torch.no_grad():
-            _, z_initial = _completion_logits(initial, inputs)
-        torch.testing.assert_close(_batch_old_logits(inputs), z_initial, atol=1e-5, rtol=1e-5)
-
-
-def test_a_model_object_gets_its_own_copy_not_trls_reference(tmp_path, tiny_models, tokenizer, prompts):
-    # TRL loads its reference from the object's config path, which need not hold the object's weights
-    model = AutoModelForCausalLM.from_pretrained(tiny_models["policy"])
-    args = tiny_config(tmp_path, tiny_models, objective="lco_kld", lco_anchor_update_steps=0, beta=0.05)
-    trainer = LCOTrainer(model, parity_reward, args, train_dataset=prompts, processing_class=tokenizer)
-    assert trainer._anchor.kind == "frozen_copy" and trainer._anchor.snapshot is not trainer.ref_model
-
-
-def test_synced_reference_is_not_shared(tmp_path, tiny_models, tokenizer, prompts):
-    args = tiny_config(
-        tmp_path, tiny_models, objective="lco_kld", lco_anchor_update_steps=0, beta=0.05, sync_ref_model=True
-    )
+def test_the_anchor_is_the_only_reference_model_under_lco(tmp_path, tiny_models, tokenizer, prompts):
+    # TRL builds a ref_model only for beta > 0, which the LCO objectives refuse: no second copy exists
+    args = tiny_config(tmp_path, tiny_models, objective="lco_kld", lco_anchor_update_steps=0)
     trainer = LCOTrainer(
         tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
     )
-    assert (
-        trainer._anchor.kind == "frozen_copy"
-    )  # TRL refreshes its reference; the m = 0 anchor must not move
+    assert trainer.ref_model is None
+    assert trainer._anchor.kind == "frozen_copy" and trainer._anchor.saves_state
+    with pytest.raises(ValueError, match="beta=0.05 is TRL's KL weight"):
+        LCOTrainer(
+            tiny_models["policy"],
+            parity_reward,
+            tiny_config(tmp_path, tiny_models, objective="lco_kld", beta=0.05),
+            train_dataset=prompts,
+            processing_class=tokenizer,
+        )
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from accelerate.state import AcceleratorState, PartialState  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 
+from lco.objectives.rollout import ROLLOUT_KEY, Rollout  # noqa: E402
 from lco.tasks import build_byte_tokenizer  # noqa: E402
 from lco.trainer import LCOConfig, LCOTrainer  # noqa: E402
 
@@ -56,13 +57,12 @@ class Recorder(LCOTrainer):
         return super()._generate_and_score_completions(inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.batches.append(
-            (
-                self.state.global_step,
-                {k: v for k, v in inputs.items() if not k.endswith("_head")}
-                | {"old_head": inputs.get("old_head")},
-            )
-        )
+        z_old = Rollout.collate(inputs[ROLLOUT_KEY]).z_old
+        if z_old is not None:  # z_old as the loss reads it: the saved hidden states times the saved head
+            z = z_old.hidden @ z_old.head.weight.T
+            z = z if z_old.head.bias is None else z + z_old.head.bias
+            keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+            self.batches.append((self.state.global_step, {k: inputs[k] for k in keys} | {"z_old": z}))
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
@@ -121,10 +121,7 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
     every = args.lco_anchor_update_steps
     diffs, behind = [], []
     for step, batch in trainer.batches:
-        if "old_hidden" not in batch:
-            continue
-        w, b = batch["old_head"][0]
-        z_old = batch["old_hidden"] @ w.T + (0 if b is None else b)
+        z_old = batch["z_old"]
         if every == 0:
             expected = z_of(initial, batch)
         else:
@@ -156,14 +153,12 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
 
 
 CASES = {
-    # m = 0 with β > 0: TRL's (partitioned) reference model is the anchor, shared
-    "m0": dict(lco_anchor_update_steps=0, beta=0.04),
+    # m = 0 (LCOConfig's default): a partitioned frozen copy built under zero.Init, never refreshed
+    "m0": dict(lco_anchor_update_steps=0),
     # m = 1 with the dense DPO advantage and no reward function (the V = 0 and reward_funcs=[] bugs)
     "m1_dense": dict(lco_anchor_update_steps=1, advantage="dpo_dense", no_reward=True),
     # m = 2: a partitioned frozen copy built under zero.Init, refreshed at step 2 by TRL's gathered sync
     "m2": dict(lco_anchor_update_steps=2, max_steps=3),
-    # m = 0 without a reference model: the partitioned frozen copy, never refreshed
-    "m0_copy": dict(lco_anchor_update_steps=0),
 }
 
 

@@ -15,20 +15,20 @@ Where the anchor lives follows what ``trl.GRPOTrainer`` does for its reference m
 setting                         the anchor (:func:`build_anchor`)
 ==============================  =========================================================================
 PEFT, m = 0                     the same model with its adapters disabled — TRL's ``use_adapter(model,
-                                None)`` — or TRL's frozen ``"ref"`` adapter when TRL made one (a
-                                pre-trained adapter with β > 0). No copy: :class:`AdapterAnchor`.
+                                None)``. No copy: :class:`AdapterAnchor`.
 PEFT, m ≥ 2 (or m = 0 with a    a second adapter, :data:`ANCHOR_ADAPTER`, on the same base (as TRL's
-pre-trained adapter, β = 0)     ``"ref"`` adapter): only the adapter weights are snapshotted and refreshed,
+pre-trained adapter)            ``"ref"`` adapter): only the adapter weights are snapshotted and refreshed,
                                 never the base. :class:`AdapterSnapshotAnchor`.
-full weights, β > 0, m = 0,     TRL's own ``ref_model`` (loaded from the same path, placed by TRL):
-model given as a path,          shared, not a second copy. :class:`FrozenModelAnchor`.
-no ``sync_ref_model``
-full weights, otherwise         a frozen copy placed as TRL places its reference model
+full weights                    a frozen copy placed as TRL places its reference model
                                 (``prepare_deepspeed`` — sharded under ZeRO-3 —, ``prepare_fsdp``, or
                                 ``accelerator.prepare_model(evaluation_mode=True)``) and refreshed with
                                 TRL's ``SyncRefModelCallback.sync_target_model`` at α = 1 (ZeRO-3
                                 gathering included). :class:`FrozenModelAnchor`.
 ==============================  =========================================================================
+
+TRL's own ``ref_model`` (or its ``"ref"`` adapter) is never a second copy beside it: TRL builds one
+only for ``beta > 0``, and the LCO objectives refuse ``beta`` (:func:`lco.trainer.preflight.check_trl_beta`;
+LCO's β is ``lco_beta``), so under LCO the anchor is the only reference model.
 
 Under ZeRO-3 the policy's weights are partitioned when the trainer is built, so the copy is built
 from the policy's config inside ``deepspeed.zero.Init`` (transformers does that when ZeRO-3 is
@@ -42,7 +42,9 @@ or one frozen copy of the weights in their dtype, sharded like the policy under 
 
 Checkpoints hold the anchor's state when it is not the base model or TRL's reference
 (:data:`ANCHOR_FILE`: the snapshot adapter's tensors, or the frozen copy's full state dict, and the
-refresh steps), so a resumed run continues with the anchor it had.
+refresh steps), so a resumed run continues with the anchor it had. Under PEFT the snapshot adapter is
+also written by PEFT's ``save_pretrained`` into ``<checkpoint>/lco_anchor/`` (PEFT saves every adapter);
+``PeftModel.from_pretrained(base, folder)`` loads the trained adapter, at the top of the folder.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Anchor(TrainerCallback):
     """
 
     kind = "anchor"
-    saves_state = True  # False when the anchor is the base model or TRL's reference: nothing to save
+    saves_state = True  # False when the anchor is the base model: nothing to save
 
     def __init__(self, every: int):
         if every == 1:
@@ -182,26 +184,24 @@ class Anchor(TrainerCallback):
 
 
 class AdapterAnchor(Anchor):
-    """PEFT, m = 0: the policy's own model with its adapters disabled (the base), or TRL's ``"ref"`` adapter.
+    """PEFT, m = 0: the policy's own model with its adapters disabled, the base (TRL's reference under PEFT).
 
-    No copy and nothing to save: the base weights are frozen under PEFT, and TRL's ``"ref"`` adapter
-    is TRL's (saved with the model by PEFT).
+    No copy and nothing to save: the base weights are frozen under PEFT.
     """
 
     saves_state = False
+    kind = "adapters_disabled"
 
-    def __init__(self, peft_model: Callable[[], nn.Module], adapter_name: str | None):
+    def __init__(self, peft_model: Callable[[], nn.Module]):
         super().__init__(0)
         self._peft_model = peft_model
-        self.adapter_name = adapter_name
-        self.kind = "adapters_disabled" if adapter_name is None else f"adapter:{adapter_name}"
 
     @contextlib.contextmanager
     def model(self) -> Iterator[nn.Module]:
         from trl.trainer.utils import use_adapter
 
         peft_model = self._peft_model()
-        with use_adapter(peft_model, self.adapter_name):
+        with use_adapter(peft_model, None):
             yield peft_model
 
     def _copy_from_policy(self) -> None:
@@ -295,23 +295,15 @@ class FrozenModelAnchor(Anchor):
         unwrap: the accelerator's ``unwrap_model``.
         every: m.
         shard: :func:`sharding` of the run.
-        shared_reference: the model is TRL's ``ref_model`` (m = 0 only; nothing to save).
     """
 
-    def __init__(
-        self, model: nn.Module, policy, unwrap, every: int, shard: str | None, shared_reference=False
-    ):
+    def __init__(self, model: nn.Module, policy, unwrap, every: int, shard: str | None):
         super().__init__(every)
-        if shared_reference and every != 0:
-            raise ValueError("only the never-refreshed anchor (m = 0) can share TRL's reference model")
         self.snapshot = model
         self._policy = policy
         self._unwrap = unwrap
         self.shard = shard
-        self.saves_state = not shared_reference
-        self.kind = (
-            "trl_reference" if shared_reference else f"frozen_copy{'' if shard is None else ':' + shard}"
-        )
+        self.kind = f"frozen_copy{'' if shard is None else ':' + shard}"
 
     @contextlib.contextmanager
     def model(self) -> Iterator[nn.Module]:
@@ -385,15 +377,13 @@ def adapters_are_identity(peft_model: nn.Module) -> bool:
     return type(config).__name__ == "LoraConfig" and config.init_lora_weights in (True, "gaussian")
 
 
-def build_anchor(trainer, model_argument, adapters_from_trainer: bool, place_frozen) -> Anchor | None:
+def build_anchor(trainer, adapters_from_trainer: bool, place_frozen) -> Anchor | None:
     """The anchor for ``trainer.args.lco_anchor_update_steps`` (see the module docstring), or ``None`` for m = 1.
 
-    Call after ``GRPOTrainer.__init__`` (TRL has built and placed its reference model, and wrapped
-    the policy in its adapters) and before the trainer patches the policy's forward.
+    Call after ``GRPOTrainer.__init__`` (TRL has wrapped the policy in its adapters) and before the trainer patches the policy's forward.
 
     Args:
         trainer: the ``LCOTrainer``.
-        model_argument: what the user passed as ``model`` (a path/hub id, or a model object).
         adapters_from_trainer: the adapters were created by TRL from ``peft_config`` (freshly initialised).
         place_frozen: ``module -> placed module`` (eval, no grad, the hidden-state head, TRL's placement).
     """
@@ -406,22 +396,12 @@ def build_anchor(trainer, model_argument, adapters_from_trainer: bool, place_fro
     policy = trainer.model  # TRL keeps the unwrapped module here; the wrapper is trainer.model_wrapped
 
     if is_peft_model(policy):
-        if every == 0 and "ref" in policy.peft_config:
-            return AdapterAnchor(lambda: trainer.model, "ref")  # TRL's frozen copy of the initial adapter
         if every == 0 and adapters_from_trainer and adapters_are_identity(policy):
-            return AdapterAnchor(lambda: trainer.model, None)
+            return AdapterAnchor(lambda: trainer.model)
         return AdapterSnapshotAnchor(lambda: trainer.model, every)
 
     shard = sharding(trainer.accelerator)
     unwrap = trainer.accelerator.unwrap_model
-    ref = getattr(trainer, "ref_model", None)
-    if every == 0 and ref is not None and isinstance(model_argument, str) and not args.sync_ref_model:
-        # TRL loaded its reference from the same path with the same init kwargs: it is the initial policy.
-        from .hidden_state_forward import add_hidden_state_head
-
-        add_hidden_state_head(unwrap(ref))
-        return FrozenModelAnchor(ref, lambda: trainer.model, unwrap, 0, shard, shared_reference=True)
-
     partitioned = any(hasattr(p, "ds_id") for p in policy.parameters())
     if partitioned:
         # a deepcopy of partitioned parameters copies empty shards: build from the config under
