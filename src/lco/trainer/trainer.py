@@ -64,6 +64,7 @@ from .gap_monitor import GapMonitor, build_gap_monitor, load_gap_state, save_gap
 from .guard import NonFiniteGuard, checked_reward_funcs
 from .hidden_state_forward import add_hidden_state_head, head_outputs
 from .preflight import check_before_loading
+from .trl_options import check_trl_loss_options, token_corrections
 from .value_head import attach_value_head, load_value_head, save_value_head
 
 __all__ = ["LCOTrainer", "auxiliary_model_paths", "check_vocabularies"]
@@ -105,6 +106,7 @@ class LCOTrainer(GRPOTrainer):
         self._spec = OBJECTIVE_SPECS[args.objective]
         self._advantage = ADVANTAGE_SPECS[args.advantage]
         check_before_loading(args, model, auxiliary_model_paths(args))
+        check_trl_loss_options(args)  # TRL loss options the objective would otherwise ignore: refused
         if reward_funcs is None:
             if not (self._spec.uses_advantage and self._advantage.uses_outcome_reward):
                 # TRL requires a reward source; the dense advantage needs none, so a constant 0 stands in
@@ -388,6 +390,7 @@ class LCOTrainer(GRPOTrainer):
             clip=(self.epsilon_low, self.epsilon_high),
             value_head=self._value_head() if self._spec.needs_values else None,
             divergence=self._divergence,
+            corrections=token_corrections(self, inputs),  # TRL's vLLM ratio / off-policy / entropy masks
         )
         loss, metrics = self._spec.loss(batch, ctx)
         self._log_metrics(metrics)
