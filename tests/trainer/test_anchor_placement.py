@@ -3,12 +3,14 @@ advantage without a reward function."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from lco.trainer import LCOTrainer
-from lco.trainer.anchor import output_vocab_size
+from lco.trainer.anchor import build_anchor, output_vocab_size
 
 from .conftest import parity_reward, tiny_config
 
@@ -52,3 +54,16 @@ def test_dense_advantage_trains_without_a_reward_function(tmp_path, tiny_models,
     trainer.train()
     assert trainer.state.global_step == 1
     assert (trainer.model.lm_head.weight.detach() - before).abs().max() > 0  # the dense advantage taught
+
+
+def test_a_policy_on_the_meta_device_is_refused_with_the_fsdp_setting_to_change(tiny_models):
+    # FSDP's cpu_ram_efficient_loading leaves ranks > 0 with meta weights at construction: no copy to take
+    from transformers import AutoConfig
+
+    with torch.device("meta"):
+        policy = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_models["policy"]))
+    trainer = types.SimpleNamespace(
+        args=types.SimpleNamespace(lco_anchor_update_steps=0), model=policy, accelerator=None
+    )
+    with pytest.raises(ValueError, match="fsdp_cpu_ram_efficient_loading: false"):
+        build_anchor(trainer, False, lambda m: m)

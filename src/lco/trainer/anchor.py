@@ -400,6 +400,14 @@ def build_anchor(trainer, adapters_from_trainer: bool, place_frozen) -> Anchor |
             return AdapterAnchor(lambda: trainer.model)
         return AdapterSnapshotAnchor(lambda: trainer.model, every)
 
+    if any(p.device.type == "meta" for p in policy.parameters()):
+        raise ValueError(
+            f"lco_anchor_update_steps={every} keeps a frozen copy of the policy, taken when the trainer is built, "
+            "but this process holds the policy's weights on the meta device (FSDP's cpu_ram_efficient_loading "
+            "loads them on rank 0 only); set fsdp_cpu_ram_efficient_loading: false in the accelerate config "
+            "(examples/accelerate/fsdp2.yaml), train with LoRA (the m = 0 anchor is then the base, no copy), "
+            "or use lco_anchor_update_steps=1"
+        )
     shard = sharding(trainer.accelerator)
     unwrap = trainer.accelerator.unwrap_model
     partitioned = any(hasattr(p, "ds_id") for p in policy.parameters())
