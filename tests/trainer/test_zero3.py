@@ -26,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-CASES = ("m0", "m1_dense", "m2")
+CASES = ("m0", "m1_dense", "m2", "lora_m2")
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +91,16 @@ def test_zero3_dense_advantage_without_reward_function_trains(records):
     _check_common(rows, 2)
     for row in rows:
         assert row["anchor"] is None and row["reward_funcs"] == ["no_reward_function"]
+
+
+@pytest.mark.slow
+def test_zero3_lora_anchor_snapshots_the_partitioned_adapter_not_the_base(records):
+    pytest.importorskip("peft")
+    rows = records["lora_m2"]
+    _check_common(rows, 3)
+    for row in rows:
+        assert row["anchor"] == "adapter_snapshot" and row["refresh_steps"] == [0, 2]
+        assert row["lora_pairs"] == 8  # A and B of q_proj and v_proj in 2 layers
+        assert row["adapter_moved_by_refresh"] > 0  # so the equality below can fail
+        assert row["lora_snapshot_max_diff"] < 1e-7 and row["saved_anchor_max_diff"] < 1e-7
+        assert row["base_moved"] == 0.0  # the base weights are frozen under LoRA

@@ -97,6 +97,11 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
         reference_reward_model_path=aux["ref"],
     )
     no_reward = overrides.pop("no_reward", False)
+    peft_config = None
+    if overrides.pop("lora", False):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
     settings.update(overrides)
     args = LCOConfig(**settings)
     prompts = Dataset.from_dict({"prompt": ["1+1=", "2+3=", "4+4=", "5+1=", "6+2=", "7+3=", "8+1=", "9+9="]})
@@ -106,6 +111,7 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
         args,
         train_dataset=prompts,
         processing_class=build_byte_tokenizer(),
+        peft_config=peft_config,
     )
     record = {
         "world_size": trainer.accelerator.num_processes,
@@ -120,6 +126,18 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
     reference, initial = unsharded["reference"], unsharded["initial"]
     every = args.lco_anchor_update_steps
     diffs, behind = [], []
+    if peft_config is not None:  # LoRA: the snapshot adapter against the trained adapter of its refresh step
+        final = gathered_state(trainer.accelerator.unwrap_model(trainer.model))
+        last = trainer.policies[trainer._anchor.refresh_steps[-1]]
+        pairs = [(n, n.replace(".default.", ".lco_anchor.")) for n in last if ".default." in n]
+        record["lora_snapshot_max_diff"] = max(float((final[a] - last[d]).abs().max()) for d, a in pairs)
+        record["lora_pairs"] = len(pairs)
+        first = trainer.policies[0]
+        record["adapter_moved_by_refresh"] = max(float((last[d] - first[d]).abs().max()) for d, _ in pairs)
+        record["base_moved"] = max(
+            float((final[n] - v).abs().max()) for n, v in trainer.policies[0].items() if "lora_" not in n
+        )
+        trainer.batches = []  # z_old of a PEFT policy: checked on one process in test_anchor_peft.py
     for step, batch in trainer.batches:
         z_old = batch["z_old"]
         if every == 0:
@@ -142,7 +160,15 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
             trainer.accelerator.wait_for_everyone()
             saved = torch.load(os.path.join(out, "lco_anchor.pt"), weights_only=True)["tensors"]
             last = trainer.policies[trainer._anchor.refresh_steps[-1]]
-            record["saved_anchor_max_diff"] = max(float((saved[n] - v).abs().max()) for n, v in last.items())
+            # LoRA: the saved snapshot adapter against the trained adapter; else every weight against the policy's
+            names = (
+                {n.replace(".lco_anchor.", ".default."): n for n in saved}
+                if peft_config
+                else {n: n for n in last}
+            )
+            record["saved_anchor_max_diff"] = max(
+                float((saved[names[n]] - last[n]).abs().max()) for n in names
+            )
             trainer.accelerator.wait_for_everyone()
             if rank == 0:
                 os.remove(os.path.join(out, "lco_anchor.pt"))
@@ -159,6 +185,8 @@ CASES = {
     "m1_dense": dict(lco_anchor_update_steps=1, advantage="dpo_dense", no_reward=True),
     # m = 2: a partitioned frozen copy built under zero.Init, refreshed at step 2 by TRL's gathered sync
     "m2": dict(lco_anchor_update_steps=2, max_steps=3),
+    # LoRA + ZeRO-3, m = 2: the snapshot adapter, partitioned, refreshed by a gathered copy
+    "lora_m2": dict(lco_anchor_update_steps=2, max_steps=3, lora=True),
 }
 
 
