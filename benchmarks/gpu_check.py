@@ -41,7 +41,7 @@ c. The same with ``use_vllm=True, vllm_mode="colocate"``, when ``import vllm`` w
 
 d. The same with LoRA (``peft_config``: r = 16, α = 32 on the attention and MLP projections), with vLLM
    colocate when ``import vllm`` works (else HF generation; ``use_vllm`` says which), when ``import peft``
-   works. The default anchor (m = 0) is the base with the adapters disabled: no copy
+   works. The dense advantage's default anchor (m = 0) is the base with the adapters disabled: no copy
    (``anchor`` in the record; :mod:`lco.trainer.anchor`).
 
 e. ``--sharded-steps`` (default 3) steps under DeepSpeed ZeRO-3, one process (``torch.distributed`` of

@@ -33,4 +33,4 @@ def test_lora_example_parses_into_trls_lora_config(tmp_path):
     assert script.model_name_or_path == "Qwen/Qwen2.5-7B-Instruct" and args.use_vllm
     lora = model_arguments(script.model, args)["peft_config"]
     assert (lora.r, lora.lora_alpha) == (64, 128) and "down_proj" in lora.target_modules
-    assert args.lco_anchor_update_steps == 0  # the default: the base with adapters disabled under LoRA
+    assert args.lco_anchor_update_steps == 1  # the outcome advantage's default (the paper): no anchor object

@@ -42,7 +42,7 @@ def test_model_flags_are_parsed_into_trls_model_config(tmp_path, tiny_models):
 
 
 @pytest.mark.slow
-def test_cli_trains_a_lora_adapter_with_the_default_anchor(tmp_path, tiny_models):
+def test_cli_trains_a_lora_adapter_with_the_initial_policy_anchor(tmp_path, tiny_models):
     config = _write_cli_inputs(tmp_path, tiny_models)
     flags = [
         "--use_peft",
@@ -55,7 +55,7 @@ def test_cli_trains_a_lora_adapter_with_the_default_anchor(tmp_path, tiny_models
         "q_proj",
         "v_proj",
     ]
-    assert lco_main(["train", config, *flags, "--max_steps", "2"]) == 0
+    assert lco_main(["train", config, *flags, "--lco_anchor_update_steps", "0", "--max_steps", "2"]) == 0
     run = tmp_path / "run"
     adapter = json.loads((run / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"], set(adapter["target_modules"])) == (
@@ -64,7 +64,7 @@ def test_cli_trains_a_lora_adapter_with_the_default_anchor(tmp_path, tiny_models
         {"q_proj", "v_proj"},
     )
     assert (run / "adapter_model.safetensors").exists() and not (run / "model.safetensors").exists()
-    # the default anchor (m = 0) under LoRA is the base with adapters disabled: no snapshot adapter saved
+    # the initial-policy anchor (m = 0) under LoRA is the base with adapters disabled: no snapshot adapter saved
     assert not (run / "lco_anchor").exists()
     args = torch.load(run / "training_args.bin", weights_only=False)
     assert args.lco_anchor_update_steps == 0

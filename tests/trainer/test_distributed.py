@@ -45,7 +45,7 @@ def _launch(tmp_path, tiny_models, *extra) -> list[dict]:
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes_both_step(tmp_path, tiny_models):
-    records = _launch(tmp_path, tiny_models)  # LCOConfig's default anchor: m = 0, the initial policy
+    records = _launch(tmp_path, tiny_models)  # m = 0, the initial policy (the default for reward models)
     assert [r["world_size"] for r in records] == [2, 2]
     assert [r["global_step"] for r in records] == [2, 2]
     assert all(r["head_moved"] > 0 for r in records)

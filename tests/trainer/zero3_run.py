@@ -179,7 +179,7 @@ def run_case(name: str, policy: str, aux: dict, out: str, unsharded: dict, **ove
 
 
 CASES = {
-    # m = 0 (LCOConfig's default): a partitioned frozen copy built under zero.Init, never refreshed
+    # m = 0 (the initial policy): a partitioned frozen copy built under zero.Init, never refreshed
     "m0": dict(lco_anchor_update_steps=0),
     # m = 1 with the dense DPO advantage and no reward function (the V = 0 and reward_funcs=[] bugs)
     "m1_dense": dict(lco_anchor_update_steps=1, advantage="dpo_dense", no_reward=True),

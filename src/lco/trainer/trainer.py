@@ -48,7 +48,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from ..objectives.fused import default_chunk_size
+from ..objectives.chunked import default_chunk_size
 from ..objectives.heads import chunked_token_stats
 from ..objectives.losses import LossBatch, LossContext, Metrics, TokenMean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
