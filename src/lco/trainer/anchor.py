@@ -4,7 +4,7 @@ LCO's target z* = z_old + A/β (eq. 7 of "Stabilizing Policy Optimization via Lo
 arXiv:2603.00963) is anchored at π_old. With ``LCOConfig.lco_anchor_update_steps = m``:
 
 - m = 1 is the paper: z_old is the policy that generated the batch; no anchor object exists.
-- m = 0: z_old is the initial policy, never refreshed (the authors' code; LCOConfig's default).
+- m = 0: z_old is the initial policy, never refreshed (the authors' code; LCOConfig's default for a reward model's advantage).
 - m ≥ 2: z_old is the policy at the beginning of steps 0, m, 2m, … (``on_step_begin``, which the
   Trainer calls before the step's first micro-batch, and so before TRL generates its rollouts).
 
