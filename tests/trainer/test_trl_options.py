@@ -7,12 +7,11 @@ import types
 import pytest
 import torch
 
-import lco
 from lco.trainer import LCOTrainer
 from lco.trainer.trl_options import token_corrections
 
 from .conftest import parity_reward, tiny_config
-from .test_stability_options import _initial_policy, _recorder, _sparse_A
+from .test_stability_options import _default_kld, _initial_policy, _recorder
 from .test_trainer_exact import _completion_logits
 
 
@@ -36,9 +35,9 @@ def test_top_entropy_quantile_masks_the_lco_loss_as_trl_masks_its_own(
             entropy = -(log_pi.exp() * log_pi).sum(-1)
             # TRL's get_high_entropy_mask on one process: the tokens at or above the (1 − q) quantile
             keep = (entropy >= torch.quantile(entropy[mask], 1 - q)) & mask
-            A = lco.normalize_advantages(_sparse_A(inputs, z.shape[-1]), "mean")
-            # the loss over the kept tokens, normalised by every completion token (TRL's per-token product)
-            expected = lco.lco_kld(z, z_old, A, beta, keep) * keep.sum() / mask.sum()
+            # the loss over the kept tokens (the outcome advantage's defaults), normalised by every completion
+            # token (TRL's per-token product)
+            expected = _default_kld(z, z_old, inputs, beta, mask=keep) * keep.sum() / mask.sum()
         assert 0 < keep.sum() < mask.sum(), "the mask must drop some tokens and keep some"
         assert loss == pytest.approx(float(expected), rel=1e-5, abs=1e-7), step
 
