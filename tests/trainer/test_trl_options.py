@@ -11,7 +11,7 @@ from lco.trainer import LCOTrainer
 from lco.trainer.trl_options import token_corrections
 
 from .conftest import parity_reward, tiny_config
-from .test_stability_options import _default_kld, _initial_policy, _recorder
+from .test_stability_options import _AnchorRecorder, _default_kld, _initial_policy, _recorder
 from .test_trainer_exact import _completion_logits
 
 
@@ -40,6 +40,51 @@ def test_top_entropy_quantile_masks_the_lco_loss_as_trl_masks_its_own(
             expected = _default_kld(z, z_old, inputs, beta, mask=keep) * keep.sum() / mask.sum()
         assert 0 < keep.sum() < mask.sum(), "the mask must drop some tokens and keep some"
         assert loss == pytest.approx(float(expected), rel=1e-5, abs=1e-7), step
+
+
+class _RatioRecorder(_AnchorRecorder):
+    """Puts a per-token importance ratio into each batch, as TRL does with vLLM, and turns TRL's vLLM flag on
+    for the loss only (generation stays HF's: no vLLM on a CPU)."""
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        g = torch.Generator().manual_seed(self.state.global_step)
+        output["importance_sampling_ratio"] = 0.5 + torch.rand(output["completion_ids"].shape, generator=g)
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.use_vllm = True
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.use_vllm = False
+
+
+@pytest.mark.slow
+def test_vllm_importance_ratio_weights_each_token_of_the_lco_loss(tmp_path, tiny_models, tokenizer, prompts):
+    beta = 0.8
+    args = tiny_config(
+        tmp_path, tiny_models, objective="lco_kld", lco_anchor_update_steps=0, max_steps=2, lco_beta=beta
+    )
+    trainer = _RatioRecorder(
+        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
+    )
+    assert trainer.vllm_importance_sampling_correction  # TRL's default
+    trainer.train()
+    initial = _initial_policy(tiny_models)
+    for step, inputs, loss, current in trainer.records:
+        with torch.no_grad():
+            _, z_old = _completion_logits(initial, inputs)
+            _, z = _completion_logits(current, inputs)
+            m = inputs["completion_mask"].float()
+            w = inputs["importance_sampling_ratio"]
+            # Σ m·w·ℓ / Σ m, TRL's per-token product: the naive loss weighted by m·w, renormalised to Σ m
+            expected = _default_kld(z, z_old, inputs, beta, mask=m * w) * (m * w).sum() / m.sum()
+            unweighted = _default_kld(z, z_old, inputs, beta)
+        assert loss == pytest.approx(float(expected), rel=1e-5, abs=1e-7), step
+        assert abs(float(expected) - float(unweighted)) > 1e-6, (
+            "the ratio must change the loss for the test to bite"
+        )
 
 
 def test_importance_ratio_is_read_from_trls_batch_only_with_vllm_correction(tmp_path, tiny_models):
