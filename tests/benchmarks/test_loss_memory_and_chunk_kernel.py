@@ -76,9 +76,11 @@ def test_fused_vs_ce_ratios_are_of_the_medians_of_interleaved_rounds(fused_vs_ce
     for r in records:
         assert len(r["wall_samples"]) == 3 and r["wall_s"] == sorted(r["wall_samples"])[1]
         assert r["chunk"] == 16 and r["n"] == 40
+    # the ratios are printed to 3 decimals: an absolute 5e-4 of rounding (a tiny ratio of ~0.01 on a loaded
+    # machine is otherwise off by more than the relative tolerance)
     for r in records[1:]:
-        assert ratios["ce_time_ratio"][r["loss"]] == pytest.approx(r["wall_s"] / ce["wall_s"], rel=2e-3)
-        assert ratios["ce_cpu_ratio"][r["loss"]] == pytest.approx(r["cpu_s"] / ce["cpu_s"], rel=2e-3)
+        assert ratios["ce_time_ratio"][r["loss"]] == pytest.approx(r["wall_s"] / ce["wall_s"], rel=2e-3, abs=5e-4)
+        assert ratios["ce_cpu_ratio"][r["loss"]] == pytest.approx(r["cpu_s"] / ce["cpu_s"], rel=2e-3, abs=5e-4)
 
 
 def test_fused_vs_ce_rejects_non_positive_sizes(fused_vs_ce, capsys):
