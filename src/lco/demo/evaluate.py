@@ -8,6 +8,7 @@ and a sampling seed. Output (on disk): ``metrics.json`` (pass@1 per split and de
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -15,12 +16,19 @@ from ..eval.answers import is_correct
 from ..tasks.arithmetic import generate_splits
 from .settings import EvalSettings, TaskSettings
 
-SPLITS = ("test", "hard")  # the splits every policy is evaluated on; the report reads them from here
+SPLITS = ("test", "hard")  # the splits the demo evaluates every policy on; the report reads them from here
+ALL_SPLITS = ("test", "hard", "validation")  # the study evaluates its selection runs on the validation split
 
 
 def problems_evaluated(split: str, task: TaskSettings, settings: EvalSettings) -> int:
-    """How many problems of ``split`` the evaluation takes: the first ``settings.<split>_problems``."""
-    return min(getattr(settings, f"{split}_problems"), getattr(task, f"{split}_size"))
+    """How many problems of ``split`` the evaluation takes: the first ``settings.<split>_problems``.
+
+    The validation split's size is :func:`~lco.tasks.arithmetic.generate_splits`' default (it is not a
+    field of :class:`TaskSettings`, whose fields key the cached warm-up)."""
+    size = getattr(task, f"{split}_size", None)
+    if size is None:
+        size = inspect.signature(generate_splits).parameters[f"{split}_size"].default
+    return min(getattr(settings, f"{split}_problems"), size)
 
 
 def pass_at_one(
@@ -83,43 +91,60 @@ def evaluate_policy(
     seed: int,
     task: TaskSettings,
     settings: EvalSettings,
+    splits: tuple[str, ...] = SPLITS,
     progress=None,
 ) -> Path:
     """pass@1 of ``policy`` (``{"kind": "checkpoint"|"pistar"|"rm", "model", "reward_model",
-    "ref_model", "beta"}``, as :func:`lco.eval.build_generator` takes it); writes ``metrics.json``."""
+    "ref_model", "beta"}``, as :func:`lco.eval.build_generator` takes it) on ``splits``; writes
+    ``metrics.json``.
+
+    Sampled pass@1 is the mean over problems of the fraction of ``settings.samples`` completions
+    that are correct; ``metrics.json`` also keeps, per problem, that count (``sampled_correct``) and
+    the greedy verdict (``greedy_correct``), so that the report can pair two policies problem by
+    problem (paired bootstrap). ``completions.jsonl`` holds every completion with its verdict.
+    """
     from ..eval.generation import DecodingConfig, encode_prompts
 
     out_dir = Path(out_dir)
-    splits = generate_splits(**vars(task))
-    problems = {split: splits[split][: problems_evaluated(split, task, settings)] for split in SPLITS}
+    unknown = [s for s in splits if s not in ALL_SPLITS]
+    if unknown:
+        raise ValueError(f"splits must be among {', '.join(ALL_SPLITS)}, got {unknown}")
+    all_splits = generate_splits(**vars(task))
+    problems = {split: all_splits[split][: problems_evaluated(split, task, settings)] for split in splits}
     generator = _generator(policy, settings.batch_size)
     decodings = {
         "sampled": DecodingConfig(
-            temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens,
+            num_samples=settings.samples,
         ),
         "greedy": DecodingConfig(greedy=True, max_new_tokens=settings.max_new_tokens),
     }
-    metrics: dict = {"seed": seed, "policy": policy}
+    metrics: dict = {"seed": seed, "policy": policy, "samples": settings.samples}
     with open(out_dir / "completions.jsonl", "w") as f:
-        for split in SPLITS:
+        for split in splits:
             prompt_ids = encode_prompts(
                 generator.tokenizer, [p.prompt for p in problems[split]], chat_template="off"
             )
             metrics[split] = {"problems": len(problems[split])}
             for name, decoding in decodings.items():
                 completions = generator.generate(prompt_ids, decoding, seed=seed, desc=f"{split} {name}")
-                correct = 0
+                counts = []
                 for problem, samples in zip(problems[split], completions, strict=True):
-                    ok = is_correct(samples[0].text, str(problem.answer))
-                    correct += ok
+                    verdicts = [is_correct(sample.text, str(problem.answer)) for sample in samples]
+                    counts.append(sum(verdicts))
                     record = {
                         "split": split,
                         "decoding": name,
                         "prompt": problem.prompt,
                         "answer": problem.answer,
                     }
-                    f.write(json.dumps({**record, "completion": samples[0].text, "correct": ok}) + "\n")
-                metrics[split][f"{name}_pass@1"] = correct / len(problems[split])
+                    for sample, ok in zip(samples, verdicts, strict=True):
+                        f.write(json.dumps({**record, "completion": sample.text, "correct": ok}) + "\n")
+                per_problem = settings.samples if name == "sampled" else 1
+                metrics[split][f"{name}_pass@1"] = sum(counts) / (per_problem * len(counts))
+                metrics[split][f"{name}_correct"] = counts
                 if progress is not None:
                     progress(1)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

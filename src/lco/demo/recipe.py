@@ -17,13 +17,14 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..tasks.arithmetic import generate_splits
 from .cache import Stage, remove_leftovers
-from .methods import METHODS, Method, ablation_name, resolve_methods
+from .evaluate import SPLITS, problems_evaluated
+from .methods import METHODS, resolve_methods
+from .plan import STUDY_PHASES, Run, plan_runs, plan_study, selection_families, study_parts
 from .pool import Job, WorkerPool
 from .report.collect import gate_record
 from .settings import DemoSettings
@@ -33,24 +34,6 @@ logger = logging.getLogger(__name__)
 # Bump when a stage's code changes what it writes: every cached stage is then rebuilt.
 STAGE_FORMAT = 2
 _PACKAGES = ("lco", "torch", "transformers", "trl", "math-verify")
-
-
-@dataclass
-class Run:
-    """One row-entry of the table: a method at a seed (and learning rate), its stages and its policy."""
-
-    method: Method
-    seed: int
-    learning_rate: float | None  # None for policies that are not trained
-    purpose: str  # "table" or "lr_sweep"
-    train: Stage | None = None
-    evaluation: Stage | None = None
-    policy: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        lr = "" if self.learning_rate is None else f"-lr{self.learning_rate:g}"
-        return f"{self.method.name}-s{self.seed}{lr}"
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -84,23 +67,22 @@ def check_settings(settings: DemoSettings) -> None:
 
 
 def check_study(settings: DemoSettings) -> None:
-    """The study's settings: ≥ 3 seeds (a collapse fraction over fewer says little), known rows, a
-    ladder that holds the common learning rate (the matched part is the ladder's rung there)."""
+    """The study's settings: ≥ 5 confirmation seeds, disjoint from the selection seeds, known rows,
+    positive learning rates."""
     study = settings.study
-    if settings.seeds < 3:
-        raise ValueError(f"--seeds must be at least 3 for a study, got {settings.seeds}")
-    resolve_methods(study.baselines)
-    for objective in study.ablation_objectives:
-        for signal in study.ablation_signals:
-            resolve_methods([ablation_name(objective, signal, option) for option in study.ablation_options])
-    if study.choice_signal not in study.ablation_signals:
-        raise ValueError(f"choice_signal {study.choice_signal!r} is not one of the ablation's signals")
-    if not all(lr > 0 for lr in study.ladder):
-        raise ValueError(f"learning rates must be positive, got {study.ladder}")
-    if settings.rl.learning_rate not in study.ladder:
-        raise ValueError(
-            f"the common learning rate {settings.rl.learning_rate:g} must be a rung of the ladder {study.ladder}"
-        )
+    if len(study.confirmation_seeds) < 5:
+        raise ValueError(f"--seeds must be at least 5 for a study, got {len(study.confirmation_seeds)}")
+    if not study.selection_seeds:
+        raise ValueError("the study needs at least one selection seed")
+    shared = set(study.selection_seeds) & set(study.confirmation_seeds)
+    if shared:
+        raise ValueError(f"selection and confirmation seeds must be disjoint; both hold {sorted(shared)}")
+    if not study.learning_rates or not all(lr > 0 for lr in study.learning_rates):
+        raise ValueError(f"learning rates must be positive, got {study.learning_rates}")
+    if study.selection_split == study.confirmation_split:
+        raise ValueError("the study must choose and report on different splits")
+    names = [name for pairs in selection_families(settings).values() for name, _ in pairs]
+    resolve_methods([*names, *study.confirmed, *study.static])
 
 
 class _OutputLock:
@@ -284,65 +266,26 @@ def record_gate(results_path: Path, gate: dict | None) -> None:
     Path(results_path).write_text(json.dumps(results, indent=1))
 
 
-def plan_runs(settings: DemoSettings) -> list[Run]:
-    """Every (method, seed[, learning rate]) the settings ask for; sweep runs use seed 0."""
-    runs = []
-    for method in resolve_methods(settings.methods):
-        for seed in range(settings.seeds):
-            runs.append(Run(method, seed, settings.rl.learning_rate if method.trained else None, "table"))
-    planned = {(r.method.name, r.seed, r.learning_rate) for r in runs}
-    for method in resolve_methods(settings.lr_sweep_methods) if settings.lr_sweep else ():
-        if not method.trained:
-            continue
-        for lr in settings.lr_sweep:
-            if (method.name, 0, lr) not in planned:
-                runs.append(Run(method, 0, lr, "lr_sweep"))
-    return runs
-
-
-STUDY_PARTS = ("ablation", "matched", "ladder")
-
-
-def study_parts(settings: DemoSettings, chosen: str | None) -> dict[str, list[tuple[str, int, float]]]:
-    """part → its (method, seed, learning rate) triples, from the study's settings.
-
-    ``chosen`` is the LCO row picked from the ablation for parts 2–3 (None before part 1 has run:
-    those parts then hold the baselines only).
-    """
-    study = settings.study
-    lr = settings.rl.learning_rate
-    seeds = range(settings.seeds)
-    ablation = [
-        ablation_name(objective, signal, option)
-        for objective in study.ablation_objectives
-        for signal in study.ablation_signals
-        for option in study.ablation_options
-    ]
-    compared = [*study.baselines, *([chosen] if chosen else [])]
-    return {
-        "ablation": [(m, seed, lr) for m in ablation for seed in seeds],
-        "matched": [(m, seed, lr) for m in compared for seed in seeds],
-        "ladder": [(m, seed, rung) for m in compared for rung in study.ladder for seed in seeds],
-    }
-
-
-def plan_study(settings: DemoSettings, chosen: str | None = None) -> list[Run]:
-    """Every run of the study, once each (a run shared by two parts — the matched part's runs are the
-    ladder's rung at the common learning rate — is trained once); ``purpose`` is its first part."""
-    runs, seen = [Run(METHODS["warmup"], 0, None, "ablation")], set()
-    for part, triples in study_parts(settings, chosen).items():
-        for name, seed, lr in triples:
-            if (name, seed, lr) not in seen:
-                seen.add((name, seed, lr))
-                runs.append(Run(METHODS[name], seed, lr, part))
-    return runs
-
-
 def _rm_paths(settings: DemoSettings, warmup: Stage, rm: Stage) -> dict:
     return {
         "phi_dpo": str(rm.path / "phi_dpo"),
         "phi_ref": str(warmup.path / "phi_ref"),
         "beta": settings.reward_model.beta,
+    }
+
+
+def study_curve(run: Run, settings: DemoSettings) -> dict | None:
+    """Where a study run's greedy pass@1 curve is measured: its own evaluation split, all of it, without
+    the step-0 point (π_0's, the same for every run: the report takes it from π_0's evaluation); every
+    ``rl.curve_every`` rollouts for a confirmation run, only at the end for a selection run (the choice
+    reads the final pass@1 alone). None for the demo's runs (their curve is ``RLSettings``')."""
+    if run.split is None:
+        return None
+    return {
+        "split": run.split,
+        "problems": problems_evaluated(run.split, settings.task, settings.eval),
+        "every": settings.rl.curve_every if run.purpose == "confirmation" else settings.rl.rollout_budget,
+        "start": False,
     }
 
 
@@ -378,12 +321,14 @@ def train_policies(
                 "versions": versions,
                 # only when LCOConfig's defaults are not the paper's: keeps older keys valid
                 **({"lco_defaults": changed} if (changed := lco_default_changes(run.method)) else {}),
+                # only for the study's runs, whose curve is measured on their own split
+                **({"curve": curve} if (curve := study_curve(run, settings)) else {}),
             },
         )
         job = _job(
             run.train,
             "lco.demo.rl:train_policy",
-            schedule(run.method, settings.rl)["max_steps"],
+            schedule(run.method, settings.rl, curve["every"] if curve else None)["max_steps"],
             method=run.method,
             seed=run.seed,
             learning_rate=run.learning_rate,
@@ -391,6 +336,7 @@ def train_policies(
             task=settings.task,
             policy_path=str(warmup.path / "policy"),
             rm=_rm_paths(settings, warmup, rm) if needs_rm else None,
+            curve=curve,
         )
         jobs.append((run.train, job))
         run.policy = {"kind": "checkpoint", "model": str(run.train.path / "model")}
@@ -437,6 +383,7 @@ def evaluate_policies(
                 "eval": vars(settings.eval),
                 "task": vars(settings.task),
                 "versions": versions,
+                **({"splits": [run.split]} if run.split is not None else {}),
             },
         )
         job = _job(
@@ -447,6 +394,7 @@ def evaluate_policies(
             seed=run.seed,
             task=settings.task,
             settings=settings.eval,
+            splits=SPLITS if run.split is None else (run.split,),
         )
         jobs.append((run.evaluation, job))
     _run_stages(pool, jobs, "evaluation")
@@ -484,10 +432,11 @@ def run_demo(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
 
 def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
     """Run (or resume) a study into ``out`` with the demo's stages — same warm-up, reward model, gate,
-    cache and pool — in two rounds: part 1 with every baseline run of parts 2–3 (the pool stays full),
-    then the chosen LCO row's runs of parts 2–3 (the one at the common lr is part 1's, cached)."""
+    cache and pool — in two rounds: the selection runs (validation split) with the fixed confirmation
+    rows (test split), so that the pool stays full; then, from the choice made on the selection runs
+    alone, the confirmation runs of what was chosen and is not yet confirmed."""
     from .report import collect_run
-    from .report.study import choose_lco, write_study_report
+    from .report.study import choose, compact_run, write_study_report
 
     check_settings(settings)
     out = check_output_folder(out)
@@ -501,14 +450,14 @@ def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
         with clock("reward model"):
             rm = reward_model(pool, out, settings, warmup, versions)
             gate = gate_reward_model(pool, out, settings, warmup, rm, versions)
-        with clock("RL and evaluation, round 1"):
+        with clock("round 1: selection and the fixed confirmation rows"):
             runs = plan_study(settings)
             train_policies(pool, out, settings, runs, warmup, rm, versions)
             evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
-        records = [collect_run(run, settings) for run in runs]
-        chosen = choose_lco(records, settings)
-        with clock("RL and evaluation, round 2"):
-            runs = plan_study(settings, chosen["method"])
+        selection = [compact_run(collect_run(run, settings)) for run in runs if run.purpose == "selection"]
+        chosen = choose(selection, settings)
+        with clock("round 2: confirmation of the choices"):
+            runs = plan_study(settings, chosen)
             train_policies(pool, out, settings, runs, warmup, rm, versions)
             evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
     paths = write_study_report(
@@ -538,7 +487,7 @@ class _StageClock:
 
 __all__ = [
     "METHODS",
-    "STUDY_PARTS",
+    "STUDY_PHASES",
     "Run",
     "check_output_folder",
     "check_settings",

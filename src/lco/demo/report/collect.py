@@ -21,6 +21,7 @@ from .stats import collapsed, mean_std, norm_stats
 def collect_run(run, settings: DemoSettings) -> dict:
     """Everything the report says about one run, from its stage directories."""
     metrics = json.loads((run.evaluation.path / "metrics.json").read_text())
+    splits = SPLITS if getattr(run, "split", None) is None else (run.split,)
     record = {
         "method": run.method.name,
         "label": run.method.label,
@@ -33,8 +34,18 @@ def collect_run(run, settings: DemoSettings) -> dict:
                 "pass@1": metrics[split]["sampled_pass@1"],
                 "greedy_pass@1": metrics[split]["greedy_pass@1"],
                 "problems": metrics[split]["problems"],
+                # per problem (the study's paired comparisons): correct samples of k, greedy verdict
+                **(
+                    {
+                        "samples": metrics.get("samples", 1),
+                        "sampled_correct": metrics[split]["sampled_correct"],
+                        "greedy_correct": metrics[split]["greedy_correct"],
+                    }
+                    if getattr(run, "split", None) is not None
+                    else {}
+                ),
             }
-            for split in SPLITS
+            for split in splits
         },
         "eval_seconds": run.evaluation.build_seconds(),
         "rollouts": 0,
