@@ -16,17 +16,22 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..tasks.arithmetic import generate_splits
+from . import warmup as warmup_stage
 from .cache import Stage, remove_leftovers
-from .evaluate import SPLITS, problems_evaluated
+from .evaluate import evaluate_policy
 from .methods import METHODS, resolve_methods
 from .plan import STUDY_PHASES, Run, plan_runs, plan_study, selection_families, study_parts
 from .pool import Job, WorkerPool
 from .report.collect import gate_record
+from .reward_model import dpo_steps, measure_gate, train_reward_model
+from .rl import lco_default_changes, schedule, train_policy
+from .runtime import SPLITS, problems_evaluated
 from .settings import DemoSettings
 
 logger = logging.getLogger(__name__)
@@ -142,18 +147,16 @@ def _run_stages(pool: WorkerPool, jobs: list[tuple[Stage, Job]], desc: str) -> N
         pool.run([job for _, job in todo], desc)
 
 
-def _build(stage: Stage, function: str, progress=None, **kwargs):
+def _build(stage: Stage, function: Callable, progress=None, **kwargs):
     """Worker entry point: build ``stage`` by calling ``function(tmp_dir, **kwargs)``."""
-    from .pool import resolve_function
-
-    fn = resolve_function(function)
-    stage.build(lambda tmp: fn(tmp, progress=progress, **kwargs))
+    stage.build(lambda tmp: function(tmp, progress=progress, **kwargs))
     return str(stage.path)
 
 
-def _job(stage: Stage, function: str, units: int, **kwargs) -> Job:
+def _job(stage: Stage, function: Callable, units: int, **kwargs) -> Job:
+    """The pool job that builds ``stage`` with the stage function ``function`` (e.g. :func:`.rl.train_policy`)."""
     return Job(
-        "lco.demo.recipe:_build",
+        _build,
         {"stage": stage, "function": function, **kwargs},
         units=units,
         label=stage.name,
@@ -167,7 +170,7 @@ def warm_up(pool: WorkerPool, out: Path, settings: DemoSettings, versions: dict)
     stage = Stage(out, "warmup", {"stage": "warmup", **inputs, "versions": versions})
     job = _job(
         stage,
-        "lco.demo.warmup:warm_up",
+        warmup_stage.warm_up,
         settings.warmup.max_steps,
         task=settings.task,
         model=settings.policy,
@@ -191,15 +194,13 @@ def reward_model(pool: WorkerPool, out: Path, settings: DemoSettings, warmup: St
             "versions": versions,
         },
     )
-    from .reward_model import dpo_steps
-
     # for the bar only: on the default warm-up ~88 % of the possible pairs form when the reference
     # solution counts as chosen (every prompt with a wrong sample), ~42 % when it does not
     share = 0.9 if rm.reference_chosen else 0.5
     expected_pairs = int(rm.pair_prompts * rm.max_pairs_per_prompt * share)
     job = _job(
         stage,
-        "lco.demo.reward_model:train_reward_model",
+        train_reward_model,
         dpo_steps(rm, expected_pairs),
         policy_path=str(warmup.path / "policy"),
         reference_path=str(warmup.path / "phi_ref"),
@@ -230,7 +231,7 @@ def gate_reward_model(
     )
     job = _job(
         stage,
-        "lco.demo.reward_model:measure_gate",
+        measure_gate,
         4,
         policy_path=str(warmup.path / "policy"),
         reference_path=str(warmup.path / "phi_ref"),
@@ -299,8 +300,6 @@ def train_policies(
     versions: dict,
 ) -> None:
     """Stage 3: one RL run per trained (method, seed, learning rate), all from π_0, same rollout budget."""
-    from .rl import lco_default_changes, schedule
-
     jobs = []
     for run in runs:
         if not run.method.trained:
@@ -327,7 +326,7 @@ def train_policies(
         )
         job = _job(
             run.train,
-            "lco.demo.rl:train_policy",
+            train_policy,
             schedule(run.method, settings.rl, curve["every"] if curve else None)["max_steps"],
             method=run.method,
             seed=run.seed,
@@ -388,7 +387,7 @@ def evaluate_policies(
         )
         job = _job(
             run.evaluation,
-            "lco.demo.evaluate:evaluate_policy",
+            evaluate_policy,
             4,
             policy=run.policy,
             seed=run.seed,

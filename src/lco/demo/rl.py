@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -23,8 +22,8 @@ from pathlib import Path
 from ..rewards import math_verify_reward
 from ..tasks.arithmetic import generate_splits, to_dataset
 from .methods import Method
+from .runtime import DPOSequenceReward, on_accelerator, pass_at_one, progress_callback, rollouts_after
 from .settings import RLSettings, TaskSettings
-from .warmup import on_accelerator, progress_callback
 
 
 def _lco_config_default(name: str):
@@ -76,19 +75,12 @@ def schedule(method: Method, rl: RLSettings, curve_every: int | None = None) -> 
     }
 
 
-def rollouts_after(step: int, iterations: int, batch_size: int) -> int:
-    """Completions sampled after ``step`` optimizer steps (a new batch every ``iterations`` steps)."""
-    return math.ceil(step / iterations) * batch_size
-
-
 def curve_callback(
     problems, tokenizer, every_steps: int, iterations: int, rl: RLSettings, points: list, start: bool = True
 ):
     """Greedy pass@1 on ``problems`` at step 0 (unless ``start`` is false: the starting policy's point
     is then taken from its own evaluation), every ``every_steps`` steps and at the last step."""
     from transformers import TrainerCallback
-
-    from .evaluate import pass_at_one
 
     def measure(model, step: int) -> None:
         accuracy, verdicts = pass_at_one(
@@ -190,7 +182,6 @@ def train_policy(
 
     from ..trainer import LCOTrainer
     from ..trainer.guard import NonFiniteGradientError
-    from .reward_model import DPOSequenceReward
 
     out_dir = Path(out_dir)
     curve = curve or {"split": "test", "problems": rl.curve_problems, "every": rl.curve_every, "start": True}

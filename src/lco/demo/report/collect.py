@@ -9,13 +9,13 @@ log history) are for the figures only and are not written to ``results.json``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 
-from ..evaluate import SPLITS, problems_evaluated
+from ..runtime import SPLITS, problems_evaluated
 from ..settings import DemoSettings
 from .stats import collapsed, mean_std, norm_stats
+from .text import sanitize
 
 
 def collect_run(run, settings: DemoSettings) -> dict:
@@ -190,17 +190,6 @@ def timing(records: list[dict], warmup, rm, clock: dict[str, float]) -> dict:
     }
 
 
-def _sanitize(obj):
-    """Non-finite floats → None, recursively (JSON numbers must be finite)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_sanitize(v) for v in obj]
-    return obj
-
-
 def gate_record(gate: dict | None) -> dict | None:
     """``reward_model_gate`` of results.json: the four greedy pass@1 and ``met`` (None without an RM)."""
     if gate is None:
@@ -225,7 +214,7 @@ def results_json(
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in records],
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
-    return json.dumps(_sanitize(results), indent=1)
+    return json.dumps(sanitize(results), indent=1)
 
 
 __all__ = [

@@ -18,12 +18,12 @@ import statistics
 from pathlib import Path
 
 from ..methods import DYNAMICS_METHODS
+from ..runtime import rollouts_after
 from ..settings import DemoSettings
 
 
 def _series(log_history: list[dict], key: str, iterations: int, batch_size: int) -> tuple[list, list]:
     """(rollouts, values) of a logged metric; rollouts = completions sampled by that step."""
-    from ..rl import rollouts_after  # lazily: the training stage's imports are not the report's
 
     xs, ys = [], []
     for entry in log_history:

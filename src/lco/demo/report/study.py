@@ -30,9 +30,10 @@ from pathlib import Path
 
 from ..plan import selection_families
 from ..settings import DemoSettings, StudySettings
-from .collect import _sanitize, collect_run, gate_record, reward_model_info
-from .markdown import _fmt, _pct, _settings_markdown, _tidy_markdown, gate_markdown
+from .collect import collect_run, gate_record, reward_model_info
+from .markdown import gate_markdown
 from .stats import excludes_zero, mean_std, paired_bootstrap
+from .text import fmt, pct, sanitize, settings_markdown, tidy_markdown
 
 COLLAPSE_FRACTION = 0.5  # a final pass@1 at most half of π_0's is a collapse
 THRESHOLD_POINTS = 0.05  # Fig. 7: rollouts until the mean greedy curve is 5 points above π_0
@@ -405,7 +406,7 @@ def study_from_dict(values: dict) -> StudySettings:
 def _ms(stats: dict | None) -> str:
     if not stats or stats["mean"] is None:
         return "—"
-    return _pct(stats["mean"]) if stats["std"] is None else f"{_pct(stats['mean'])} ± {_pct(stats['std'])}"
+    return pct(stats["mean"]) if stats["std"] is None else f"{pct(stats['mean'])} ± {pct(stats['std'])}"
 
 
 def _ci(interval: dict | None) -> str:
@@ -451,7 +452,7 @@ def confirmation_markdown(rows: dict, lr: float | None) -> str:
             f"{_ms(row.get('curve_final')) if trained else '—'} | {_ms(row.get('auc')) if trained else '—'} | "
             f"{_ci(row.get('auc_vs_warmup'))} | "
             f"{below} | {collapses} | "
-            f"{_fmt(row.get('rollouts_to_threshold')) if trained else '—'} |"
+            f"{fmt(row.get('rollouts_to_threshold')) if trained else '—'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -502,8 +503,8 @@ def study_markdown(payload: dict, results: dict, settings: DemoSettings | None =
         md.append(f"\n![{key}](figures/{name})\n")
     if settings is not None:
         md.append("\n## Setup: every hyper-parameter\n")
-        md.append(_settings_markdown(settings))
-    return _tidy_markdown("".join(md))
+        md.append(settings_markdown(settings))
+    return tidy_markdown("".join(md))
 
 
 def report_from_results(path) -> str:
@@ -557,7 +558,7 @@ def write_study_report(
         figures["study_curves"] = "study_curves.png"
     payload["figures"] = figures
     results_path = out / "results.json"
-    results_path.write_text(json.dumps(_sanitize({**payload, "analysis": results}), indent=None))
+    results_path.write_text(json.dumps(sanitize({**payload, "analysis": results}), indent=None))
     report_path = out / "report.md"
     report_path.write_text(study_markdown(payload, results, settings))
     return {"report": report_path, "results": results_path, "figures": folder}
