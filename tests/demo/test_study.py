@@ -307,6 +307,7 @@ def _synthetic_payload(lift=0.2):
         runs.append(_run("warmup", seed, None, "selection", _level(0.3, rng=rng)))
         for name, lr in selection_families(replace(SETTINGS, study=study))["grpo"]:
             runs.append(_run(name, seed, lr, "selection", _level(0.35, rng=rng)))
+        runs.append(_run("lco_kld_outcome_beta_negative", seed, 1e-4, "selection", _level(0.6, rng=rng)))
     for seed in study.confirmation_seeds:
         base = _level(0.3, rng=rng)
         runs.append(_run("warmup", seed, None, "confirmation", base))
@@ -350,7 +351,11 @@ def test_the_report_tables_regenerate_from_a_results_json(tmp_path):
     assert "## Selection (validation split)" in md and "## Confirmation (test split), lr 0.0001" in md
     table = md.split("## Confirmation (test split), lr 0.0001")[1].split("\n## ")[0]
     # the LCO row's pass@1 is recomputed from the per-problem counts: mean over seeds of the run means
-    runs = [r for r in payload["runs"] if r["method"] == "lco_kld_outcome_beta_negative"]
+    runs = [
+        r
+        for r in payload["runs"]
+        if r["method"] == "lco_kld_outcome_beta_negative" and r["phase"] == "confirmation"
+    ]
     expected = 100 * sum(r["pass@1"] for r in runs) / len(runs)
     assert f"{expected:.2f} ±" in table
     assert table.count("\n| ") >= 5  # π_0, π*, three rows
@@ -439,3 +444,24 @@ def test_changed_lco_defaults_enter_the_cache_key_of_the_lco_rows_that_inherit_t
     assert rl.lco_default_changes(METHODS["lco_kld_matched"])["lco_anchor_update_steps"] == 4
     assert rl.lco_default_changes(METHODS[ablation_name("lco_kld", "dense", "paper")]) == {}  # spells it out
     assert rl.lco_default_changes(METHODS["grpo"]) == {} and rl.lco_default_changes(METHODS["warmup"]) == {}
+
+
+def test_each_family_is_compared_at_its_chosen_configuration_and_checked_against_pi0():
+    results = analyse(_synthetic_payload(lift=0.2))
+    chosen = [d for d in results["differences"] if d["kind"] == "each at its chosen configuration"]
+    assert [(d["a"], d["b"]) for d in chosen] == [("lco_kld_outcome_beta_negative", "grpo_beta0")]
+    assert chosen[0]["pass@1"]["low"] > 0
+    checks = {c["family"]: c for c in results["learning"]}
+    # validation: LCO at ~0.6 against π_0 at ~0.3 learns; GRPO at ~0.35 (40 problems, 2 seeds) may or may not
+    assert checks["lco_kld/outcome"]["vs_warmup"]["low"] > 0
+    text = " ".join(results["findings"])
+    assert "lco_kld/outcome: the chosen configuration" in text and "learns" in text
+    md = report_from_results_payload(_synthetic_payload(lift=0.2))
+    assert "## Each family at its chosen configuration (test split)" in md
+    assert "Tuning budget (configurations tried per family): lco_kld/outcome 1, grpo 1" in md
+
+
+def report_from_results_payload(payload):
+    from lco.demo.report.study import study_markdown
+
+    return study_markdown(payload, analyse(payload))

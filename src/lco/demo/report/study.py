@@ -74,6 +74,7 @@ def compact_run(record: dict) -> dict:
         "curve": [[p["rollouts"], p["correct"]] for p in record.get("curve", ())],
         "grad_norm_p99_over_median": grad.get("p99_over_median"),
         "train_seconds": record.get("train_seconds", 0.0),
+        "eval_seconds": record.get("eval_seconds", 0.0),
     }
 
 
@@ -278,50 +279,66 @@ def comparisons(study: StudySettings, chosen: dict | None) -> list[tuple[str, st
     return pairs
 
 
+def _difference(conf: _Confirmation, ka: tuple, kb: tuple) -> dict | None:
+    """a − b for the confirmation rows ``ka`` and ``kb`` ((method, learning rate)), paired by seed and
+    problem: sampled pass@1 and the curve's area (None for a static row)."""
+    if ka not in conf.by or kb not in conf.by:
+        return None
+    seeds = conf.seeds(ka, kb)
+    if not seeds:
+        return None
+    trained = next(iter(conf.by[ka].values()))["trained"] and next(iter(conf.by[kb].values()))["trained"]
+    return {
+        "a": ka[0],
+        "b": kb[0],
+        "a_label": next(iter(conf.by[ka].values()))["label"],
+        "b_label": next(iter(conf.by[kb].values()))["label"],
+        "learning_rate": ka[1] if ka[1] == kb[1] else None,
+        "a_learning_rate": ka[1],
+        "b_learning_rate": kb[1],
+        "seeds": seeds,
+        "pass@1": paired_bootstrap(conf.scores(ka, seeds), conf.scores(kb, seeds)),
+        "auc": paired_bootstrap(conf.areas(ka, seeds), conf.areas(kb, seeds)) if trained else None,
+    }
+
+
+CHOSEN_LCO = ("lco_kld/outcome", "lco_kld/dense")
+CHOSEN_BASELINES = ("grpo", "grpo_kl", "reinforce")
+
+
 def stated_differences(conf: _Confirmation, study: StudySettings, chosen: dict | None) -> list[dict]:
-    """Every stated difference: pass@1 and curve area, a − b, paired by seed and problem, per rate."""
+    """Every stated difference, a − b, paired by seed and problem: the fixed pairs at each learning rate
+    (:func:`comparisons`), LCO's chosen configurations against each baseline's chosen one (each at its own
+    chosen rate: the equal-footing comparison), and π* against π_0."""
     out = []
     for a, b in comparisons(study, chosen):
         for lr in study.learning_rates:
-            ka, kb = (a, lr), (b, lr)
-            if ka not in conf.by or kb not in conf.by:
-                continue
-            seeds = conf.seeds(ka, kb)
-            if not seeds:
-                continue
-            out.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "a_label": next(iter(conf.by[ka].values()))["label"],
-                    "b_label": next(iter(conf.by[kb].values()))["label"],
-                    "learning_rate": lr,
-                    "pass@1": paired_bootstrap(conf.scores(ka, seeds), conf.scores(kb, seeds)),
-                    "auc": paired_bootstrap(conf.areas(ka, seeds), conf.areas(kb, seeds)),
-                }
-            )
-    pistar, warm = ("pistar", None), ("warmup", None)
-    if pistar in conf.by and warm in conf.by:
-        seeds = conf.seeds(pistar, warm)
-        if seeds:
-            out.append(
-                {
-                    "a": "pistar",
-                    "b": "warmup",
-                    "a_label": next(iter(conf.by[pistar].values()))["label"],
-                    "b_label": next(iter(conf.by[warm].values()))["label"],
-                    "learning_rate": None,
-                    "pass@1": paired_bootstrap(conf.scores(pistar, seeds), conf.scores(warm, seeds)),
-                    "auc": None,
-                }
-            )
+            diff = _difference(conf, (a, lr), (b, lr))
+            if diff is not None:
+                out.append({**diff, "kind": "same rate"})
+    families = (chosen or {}).get("families", {})
+    for lco in CHOSEN_LCO:
+        for base in CHOSEN_BASELINES:
+            if lco in families and base in families:
+                x, y = families[lco]["chosen"], families[base]["chosen"]
+                diff = _difference(conf, (x["method"], x["learning_rate"]), (y["method"], y["learning_rate"]))
+                if diff is not None:
+                    out.append({**diff, "kind": "each at its chosen configuration"})
+    diff = _difference(conf, ("pistar", None), ("warmup", None))
+    if diff is not None:
+        out.append({**diff, "kind": "static"})
     return out
 
 
 def difference_sentence(diff: dict) -> list[str]:
     """The words for one stated difference: "better" / "more stable" only when the interval excludes 0."""
     lines = []
-    where = "" if diff["learning_rate"] is None else f" at lr {diff['learning_rate']:g}"
+    if diff["learning_rate"] is not None:
+        where = f" at lr {diff['learning_rate']:g}"
+    elif diff.get("a_learning_rate") is not None and diff.get("b_learning_rate") is not None:
+        where = f" (each at its chosen lr: {diff['a_learning_rate']:g} vs {diff['b_learning_rate']:g})"
+    else:
+        where = ""
     a, b = diff["a_label"], diff["b_label"]
     p = diff["pass@1"]
     if p is not None:
@@ -348,6 +365,43 @@ def difference_sentence(diff: dict) -> list[str]:
     return lines
 
 
+def learning_checks(runs: list[dict], chosen: dict) -> list[dict]:
+    """For each selection family's chosen configuration: its validation pass@1 against π_0's at the same
+    seeds (paired by seed and problem) — whether it learns at all, the question for LCO-LCH / LCO-MSE,
+    which are chosen but not confirmed."""
+    by = _index(runs, "selection")
+    warm = by.get(("warmup", None), {})
+    out = []
+    for family, entry in chosen.get("families", {}).items():
+        best = entry["chosen"]
+        seeded = by.get((best["method"], best["learning_rate"]), {})
+        seeds = sorted(set(seeded) & set(warm))
+        if not seeds:
+            continue
+        out.append(
+            {
+                "family": family,
+                "method": best["method"],
+                "label": best["label"],
+                "learning_rate": best["learning_rate"],
+                "seeds": seeds,
+                "vs_warmup": paired_bootstrap(
+                    [scores(seeded[s]) for s in seeds], [scores(warm[s]) for s in seeds]
+                ),
+            }
+        )
+    return out
+
+
+def learning_sentence(check: dict) -> str:
+    ci = check["vs_warmup"]
+    text = (
+        f"{_signed(ci)} points of validation pass@1 over π_0 {_interval(ci)}, {len(check['seeds'])} seed(s)"
+    )
+    verdict = {1: "learns", -1: "ends below π_0", 0: "does not measurably learn"}[excludes_zero(ci)]
+    return f"{check['family']}: the chosen configuration, {check['label']} at lr {check['learning_rate']:g}, {verdict} ({text})."
+
+
 def _signed(interval: dict) -> str:
     return f"{100 * interval['mean']:+.2f}"
 
@@ -369,9 +423,17 @@ def analyse(payload: dict) -> dict:
     for key in conf.by:
         rows[f"{key[0]}@{'-' if key[1] is None else f'{key[1]:g}'}"] = row_summary(conf, key)
     diffs = stated_differences(conf, study, chosen)
+    checks = learning_checks(runs, chosen)
     sentences = [line for diff in diffs for line in difference_sentence(diff)]
     sentences += collapse_sentences(rows, study)
-    return {"chosen": chosen, "confirmation": rows, "differences": diffs, "findings": sentences}
+    sentences += [learning_sentence(check) for check in checks]
+    return {
+        "chosen": chosen,
+        "confirmation": rows,
+        "differences": diffs,
+        "learning": checks,
+        "findings": sentences,
+    }
 
 
 def collapse_sentences(rows: dict, study: StudySettings) -> list[str]:
@@ -457,13 +519,38 @@ def confirmation_markdown(rows: dict, lr: float | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chosen_markdown(rows: dict, chosen: dict) -> str:
+    """The confirmation row of each family's chosen configuration (families that were confirmed)."""
+    lines = [
+        "| Family | Chosen configuration | lr | Test pass@1 | Δ vs π_0 [95 % CI] | Area | Below π_0 | Collapses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for family, entry in chosen.get("families", {}).items():
+        best = entry["chosen"]
+        row = rows.get(f"{best['method']}@{best['learning_rate']:g}")
+        if row is None:
+            continue
+        n = len(row["seeds"])
+        lines.append(
+            f"| {family} | {row['label']} | {best['learning_rate']:g} | {_ms(row['pass@1'])} | "
+            f"{_ci(row.get('vs_warmup'))} | {_ms(row.get('auc'))} | {row.get('ends_below_warmup', 0)}/{n} | "
+            f"{row.get('collapses', 0)}/{n} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def differences_markdown(diffs: list[dict]) -> str:
     lines = [
         "| A | B | lr | Δ test pass@1, A − B [95 % CI] | Δ area under the curve [95 % CI] |",
         "|---|---|---|---|---|",
     ]
     for d in diffs:
-        lr = "—" if d["learning_rate"] is None else f"{d['learning_rate']:g}"
+        if d["learning_rate"] is not None:
+            lr = f"{d['learning_rate']:g}"
+        elif d.get("a_learning_rate") is not None:
+            lr = f"{d['a_learning_rate']:g} vs {d['b_learning_rate']:g}"
+        else:
+            lr = "—"
         lines.append(f"| {d['a_label']} | {d['b_label']} | {lr} | {_ci(d['pass@1'])} | {_ci(d.get('auc'))} |")
     return "\n".join(lines) + "\n"
 
@@ -490,10 +577,19 @@ def study_markdown(payload: dict, results: dict, settings: DemoSettings | None =
     md.append(
         f"π_0 on the validation split: {_ms(warm)} %. Rule: fewest runs below π_0, then mean pass@1.\n\n"
     )
+    budgets = ", ".join(
+        f"{family} {len(entry['ranking'])}" for family, entry in results["chosen"]["families"].items()
+    )
+    md.append(f"Tuning budget (configurations tried per family): {budgets}.\n\n")
     md.append(selection_markdown(results["chosen"]))
+    if results.get("learning"):
+        md.append("\nEach family's chosen configuration against π_0 on the validation split:\n\n")
+        md.extend(f"- {learning_sentence(check)}\n" for check in results["learning"])
     for lr in study.learning_rates:
         md.append(f"\n## Confirmation (test split), lr {lr:g}\n")
         md.append(confirmation_markdown(results["confirmation"], lr))
+    md.append("\n## Each family at its chosen configuration (test split)\n")
+    md.append(chosen_markdown(results["confirmation"], results["chosen"]))
     md.append("\n## Stated differences\n")
     md.append(differences_markdown(results["differences"]))
     md.append("\n## What the numbers say\n")
