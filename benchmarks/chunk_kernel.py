@@ -2,7 +2,7 @@
 
 Times ``LCO_LOSSES[loss].value_and_grad(z, z*)`` on one ``[chunk, V]`` block (whole vocabulary,
 fp32) — the elementwise part of a fused chunk, without its matmuls — through the eager kernel
-and through :class:`lco.objectives.fused.CompiledKernel`. ``compile_s`` is the wall time of the
+and through :class:`lco.objectives.compiled.CompiledKernel`. ``compile_s`` is the wall time of the
 first compiled call (the compile plus one run) and ``recompile_s`` of the first call at a shorter
 chunk (the last chunk of a step, after which the token axis is dynamic); ``eager_s`` /
 ``compiled_s`` are medians over ``--repeats`` calls after those. Prints one JSON record per loss.
@@ -34,7 +34,7 @@ def measure(loss: str, chunk: int, vocab: int, repeats: int, device: str = "cpu"
     import torch
 
     from lco.objectives import LCO_LOSSES
-    from lco.objectives.fused import CompiledKernel
+    from lco.objectives.compiled import CompiledKernel
 
     g = torch.Generator().manual_seed(0)
     z = torch.randn(chunk, vocab, generator=g).to(device)

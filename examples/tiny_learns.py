@@ -8,7 +8,8 @@ on every sample, every advantage is zero and RL has nothing to learn from (that 
 arithmetic format (``Compute 3+4. Answer in \\boxed{}.`` → ``\\boxed{7}``), on one-digit sums,
 first makes some answers right; LCO-KLD (eq. 10 of "Stabilizing Policy Optimization via Logits
 Convexity") then raises the reward with group-normalised outcome advantages.
-It prints the mean reward per RL step and the greedy accuracy before and after. The measured
+It prints the mean reward per RL step and the greedy accuracy before and after, and saves both
+policies (``OUT_DIR/sft``, the warm-up; ``OUT_DIR/lco``, after RL) for ``lco eval``. The measured
 output is in docs/examples.md; tests/examples/test_tiny_learns.py runs a shorter version.
 """
 
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 OPERANDS = range(10)  # one-digit sums: 100 problems, answers 0–18
+DEFAULT_OBJECTIVE = "lco_kld"
 
 
 def problems(seed: int = 0):
@@ -81,7 +83,7 @@ def warm_up(out: Path, steps: int, seed: int) -> Path:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the summary below says what happened
     trainer.train()
-    policy = out / "warm"
+    policy = out / "sft"  # the warm-up policy, saved where SFTTrainer's output_dir points
     model.save_pretrained(policy)
     tokenizer.save_pretrained(policy)
     return policy
@@ -92,7 +94,7 @@ def run(
     warmup_steps: int = 150,
     rl_steps: int = 60,
     learning_rate: float = 1e-3,
-    objective: str = "lco_kld",
+    objective: str = DEFAULT_OBJECTIVE,
     prompts_per_step: int = 8,
     lco_beta: float = 4.0,
     seed: int = 0,
@@ -157,8 +159,14 @@ def run(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
+    trainer.save_model(config.output_dir)  # the trained policy and its tokenizer, for `lco eval --model`
     after = greedy_accuracy(trainer.model, tokenizer, rows)
-    return {"rewards": rewards, "accuracy_before": before, "accuracy_after": after}
+    return {
+        "rewards": rewards,
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "policies": {"sft": str(policy), objective: config.output_dir},
+    }
 
 
 def main(out: str) -> None:
@@ -178,6 +186,14 @@ def main(out: str) -> None:
         f"{result['accuracy_after']:.0%} after LCO-KLD"
     )
     print(f"wall time {time.perf_counter() - start:.0f} s")
+    for name, path in result["policies"].items():
+        print(f"{name} policy saved to {path}")
+    # the policies learned the arithmetic task's prompt, not the paper's: give lco eval that template
+    print(
+        f"evaluate one with: lco eval --suite math --model {result['policies'][DEFAULT_OBJECTIVE]} --datasets "
+        "sums=FILE.jsonl --prompt-template $'Compute {problem}. Answer in \\\\boxed{{}}.\\n' --out DIR"
+        '   (FILE.jsonl: one {"problem": "3+4", "answer": "7"} per line)'
+    )
 
 
 if __name__ == "__main__":

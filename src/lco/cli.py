@@ -28,7 +28,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Run the paper's experiment in miniature (warm-up → reward model → RL → eval → report).",
     ),
 }
-COMMAND_MODULES: tuple[str, ...] = tuple(module for module, _ in COMMANDS.values())
 
 
 def build_parser(load: str | None = "all") -> argparse.ArgumentParser:

@@ -9,5 +9,10 @@ from __future__ import annotations
 class TrainingDivergedError(RuntimeError):
     """Training diverged (non-finite gradients, or a policy that collapsed to uniform or non-finite).
 
-    Raised before any bad update is applied, so the last checkpoint on disk is intact.
+    The message says which step's update, if any, was applied and which checkpoint is on disk.
     """
+
+
+class RewardFunctionError(ValueError):
+    """A reward function raised, returned something that is not one score per completion, or scored
+    nothing in a whole batch; the message names the function and the step."""

@@ -76,3 +76,121 @@ def check_model_path(path: str | None, what: str) -> None:
         raise ValueError(
             f"{what} {path!r} is not a local folder and not in the hub cache, and HF_HUB_OFFLINE is set"
         )
+
+
+# The files ``save_pretrained`` of a tokenizer writes (one of them is enough to load it).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+)
+
+
+def check_tokenizer(path: str | None, what: str) -> None:
+    """A local model folder holds a tokenizer that loads with a vocabulary.
+
+    ``save_model`` writes the weights first and the tokenizer last, so a kill during a final save
+    leaves a folder with ``config.json`` and weights but no tokenizer files. ``AutoTokenizer``
+    then builds an empty one (a single token) without complaint and generation fails with an
+    ``IndexError`` deep inside ``generate``. A hub id is left to the hub client.
+    """
+    if path is None or not os.path.isdir(os.fspath(path)):
+        return
+    path = os.fspath(path)
+    if not any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES):
+        raise ValueError(
+            f"{what} {path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}): an interrupted save "
+            "leaves a folder like this; save the tokenizer there (tokenizer.save_pretrained) or use a complete "
+            "checkpoint"
+        )
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # a truncated tokenizer.json fails in the tokenizers library, in many types
+        raise ValueError(
+            f"{what} {path!r}: its tokenizer cannot be loaded ({type(err).__name__}: {err})"
+        ) from err
+    if len(tokenizer) < 2:
+        raise ValueError(
+            f"{what} {path!r}: its tokenizer has {len(tokenizer)} token(s); the tokenizer files are incomplete "
+            "(an interrupted save?); save the tokenizer there again or use a complete checkpoint"
+        )
+
+
+# How long ``check_hub_dataset`` waits for the hub before saying it cannot be reached (``datasets``
+# itself retries for about a minute and then fails with a ``ConnectionError``).
+HUB_PROBE_TIMEOUT_S = 20.0
+
+
+def probe_hub_dataset(repo_id: str, timeout: float) -> None:
+    """Ask the hub once, without retries, whether the dataset ``repo_id`` exists (raises if not)."""
+    from huggingface_hub import HfApi
+
+    HfApi().dataset_info(repo_id, timeout=timeout)
+
+
+def _cached_hub_dataset(repo_id: str) -> bool:
+    """Whether ``repo_id`` was downloaded before (hub cache or ``datasets``' own cache)."""
+    from huggingface_hub import constants
+
+    hub = os.path.join(constants.HF_HUB_CACHE, "datasets--" + repo_id.replace("/", "--"))
+    datasets_cache = os.environ.get("HF_DATASETS_CACHE") or os.path.join(constants.HF_HOME, "datasets")
+    prepared = os.path.join(datasets_cache, repo_id.replace("/", "___"))
+    return os.path.isdir(hub) or os.path.isdir(prepared)
+
+
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+def check_hub_dataset(repo_id: str, what: str, timeout: float | None = None) -> None:
+    """A dataset id that is not a local path can be reached, said in one line and in bounded time.
+
+    Offline (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE``) a dataset that is not in the cache is
+    refused at once. Online the hub is asked once; no answer within ``timeout`` seconds (default
+    :data:`HUB_PROBE_TIMEOUT_S`), a connection error, or "no such dataset" is one ``ValueError``.
+    """
+    import threading
+
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in _TRUE
+    if offline:
+        if not _cached_hub_dataset(repo_id):
+            raise ValueError(
+                f"{what} {repo_id!r} is not a local file or folder and not in the cache, and the hub is switched "
+                "off (HF_HUB_OFFLINE); give a local .jsonl/.json/.csv/.parquet file or a save_to_disk folder"
+            )
+        return
+    timeout = HUB_PROBE_TIMEOUT_S if timeout is None else timeout
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            probe_hub_dataset(repo_id, timeout)
+            outcome.append(None)
+        except BaseException as err:  # handed to the caller's thread
+            outcome.append(err)
+
+    # a daemon thread: a probe still waiting on its socket must not keep the command alive
+    thread = threading.Thread(target=probe, name="lco-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise ValueError(
+            f"{what} {repo_id!r} is not a local path and the hub did not answer within {timeout:g} s; check the "
+            "network (or set HF_HUB_OFFLINE=1 to use the cache) or give a local file"
+        )
+    err = outcome[0]
+    if err is None:
+        return
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if isinstance(err, RepositoryNotFoundError):
+        reason = "there is no such dataset on the hub (or it is private: log in with `hf auth login`)"
+    else:
+        reason = f"the hub cannot be reached ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    raise ValueError(f"{what} {repo_id!r} is not a local path and {reason}") from err

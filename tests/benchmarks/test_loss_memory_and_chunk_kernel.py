@@ -1,4 +1,4 @@
-"""benchmarks/loss_memory.py's size selection and benchmarks/chunk_kernel.py on the CPU (no timing asserted)."""
+"""benchmarks/loss_memory.py's size selection, benchmarks/chunk_kernel.py and benchmarks/fused_vs_ce.py on the CPU (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -54,11 +54,34 @@ def test_chunk_kernel_measures_the_eager_and_compiled_kernels_alike(chunk_kernel
     tests/objectives), the record's fields are there and the two kernels agree."""
     import torch
 
-    from lco.objectives import fused
+    from lco.objectives import compiled
 
-    monkeypatch.setattr(fused, "_COMPILED", {})
-    monkeypatch.setattr(fused.torch, "compile", lambda fn, **kw: fn)
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled.torch, "compile", lambda fn, **kw: fn)
     record = chunk_kernel.measure("lco_kld", 8, 50, 2)
     assert record["compile_failure"] is None
     assert record["max_value_diff"] == 0.0 and record["max_grad_diff"] == 0.0
     assert record["eager_s"] > 0 and record["compiled_s"] > 0 and record["threads"] == torch.get_num_threads()
+
+
+@pytest.fixture(scope="module")
+def fused_vs_ce():
+    return _load("fused_vs_ce")
+
+
+def test_fused_vs_ce_ratios_are_of_the_medians_of_interleaved_rounds(fused_vs_ce):
+    *records, ratios = fused_vs_ce.measure(40, 50, 8, repeats=3, chunk_size=16)
+    assert [r["loss"] for r in records] == list(fused_vs_ce.LOSSES)
+    ce = records[0]
+    for r in records:
+        assert len(r["wall_samples"]) == 3 and r["wall_s"] == sorted(r["wall_samples"])[1]
+        assert r["chunk"] == 16 and r["n"] == 40
+    for r in records[1:]:
+        assert ratios["ce_time_ratio"][r["loss"]] == pytest.approx(r["wall_s"] / ce["wall_s"], rel=2e-3)
+        assert ratios["ce_cpu_ratio"][r["loss"]] == pytest.approx(r["cpu_s"] / ce["cpu_s"], rel=2e-3)
+
+
+def test_fused_vs_ce_rejects_non_positive_sizes(fused_vs_ce, capsys):
+    with pytest.raises(SystemExit):
+        fused_vs_ce.main(["--tokens", "0"])
+    assert "must be positive" in capsys.readouterr().err

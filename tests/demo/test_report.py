@@ -68,9 +68,12 @@ def test_table_bolds_the_best_mean_and_findings_report_losses_too():
     assert "**51.00 ± 1.41**" in md  # GRPO's mean ± std on test
     assert "| LCO-KLD | 41.00 ± 1.41 |" in md
     text = " ".join(findings(table))
-    assert "Best on the test split (sampled pass@1): **GRPO**" in text
-    assert "LCO-KLD beats PPO and does not beat GRPO" in text
-    assert "not above it: PPO" in text
+    assert "Highest mean on the test split (sampled pass@1): **GRPO**" in text
+    # two paired seeds, both 20 points above PPO and 10 below GRPO: the interval excludes zero
+    assert "LCO-KLD (LCO − baseline, test pass@1): beats PPO (+20.00 points" in text
+    assert "is beaten by GRPO (-10.00 points" in text
+    # the warm-up was evaluated on one seed only: nothing is called against it
+    assert "no difference called: LCO-KLD, GRPO, PPO" in text
 
 
 def test_sanitize_turns_non_finite_numbers_into_null():

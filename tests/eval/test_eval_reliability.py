@@ -68,3 +68,69 @@ def test_nonexistent_score_model_is_named(models, jsonl, tmp_path, capsys, no_mo
     argv = ["--suite", "rm", "--model", models["old"], "--data", data, "--score-model", f"mine={missing}"]
     err = _error(capsys, *argv, "--out", str(tmp_path / "o"), *FAST)
     assert "--score-model mine" in err and missing in err
+
+
+def test_a_model_folder_without_tokenizer_fails_before_loading(
+    models, math_jsonl, tmp_path, capsys, no_model_load
+):
+    """What a kill during the final save leaves: config.json and weights but no tokenizer files."""
+    import shutil
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in os.listdir(models["old"]):
+        if not name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):
+            shutil.copy(os.path.join(models["old"], name), cut / name)
+    argv = ["--suite", "math", "--model", str(cut), "--datasets", f"math500={math_jsonl}"]
+    err = _error(capsys, *argv, "--out", str(tmp_path / "o"), *FAST)
+    assert "--model" in err and str(cut) in err and "no tokenizer files" in err
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("Solve this.", "has no {problem}"),
+        ("{problem} {answer}", "only {problem}"),
+        ("{problem", "only {problem}"),
+    ],
+)
+def test_a_bad_prompt_template_is_one_line(
+    models, math_jsonl, tmp_path, capsys, no_model_load, template, says
+):
+    argv = ["--suite", "math", "--model", models["old"], "--datasets", f"math500={math_jsonl}"]
+    err = _error(capsys, *argv, "--prompt-template", template, "--out", str(tmp_path / "o"), *FAST)
+    assert "--prompt-template" in err and says in err
+
+
+def test_the_prompt_template_sets_the_prompts(models, math_jsonl, tmp_path, capsys, monkeypatch):
+    """A model trained on raw prompts is evaluated on raw prompts (the default wraps them in the paper's text)."""
+    import json
+
+    from lco.eval import suites
+
+    seen: list[str] = []
+    encode = suites.encode_prompts
+
+    def record(tokenizer, texts, chat_template="auto"):
+        seen.extend(texts)
+        return encode(tokenizer, texts, chat_template)
+
+    monkeypatch.setattr(suites, "encode_prompts", record)
+    argv = [
+        "--suite",
+        "math",
+        "--model",
+        models["old"],
+        "--datasets",
+        f"math500={math_jsonl}",
+        "--seeds",
+        "1",
+    ]
+    assert (
+        main(["eval", *argv, "--prompt-template", "Q: {problem}\nA:", "--out", str(tmp_path / "o"), *FAST])
+        == 0
+    )
+    problems = [json.loads(line)["problem"] for line in open(math_jsonl)]
+    assert seen == [f"Q: {p}\nA:" for p in problems]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["config"]["prompt_template"] == "Q: {problem}\nA:"

@@ -25,3 +25,9 @@ def test_the_reward_rises(tmp_path):
     # ... and RL raises the reward and the greedy accuracy (measured: −0.80 → −0.58, 23 % → 26 %)
     assert last > first + 0.1, (first, last)
     assert result["accuracy_after"] > result["accuracy_before"]
+    # issue 20: both policies are saved, loadable with their tokenizer (the folders used to be empty)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert set(result["policies"]) == {"sft", "lco_kld"}
+    for path in result["policies"].values():
+        assert len(AutoTokenizer.from_pretrained(path)) > 2 and AutoModelForCausalLM.from_pretrained(path)

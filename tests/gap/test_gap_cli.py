@@ -98,3 +98,39 @@ def test_add_parser_registers_gap_bandit_on_a_parent_command(tmp_path):
     assert args.command == "gap" and args.mode == "mab"
     assert args.func(args) == 0
     assert (tmp_path / "multi_armed_bandit.json").exists()
+
+
+def test_a_bandit_that_converges_writes_its_results(tmp_path, capsys):
+    """Issue 20: η = 1e30 puts all of π on the best arm in one step; that is a result, not an error."""
+    assert (
+        main(["bandit", "--mab", "--eta", "1e30", "--steps", "50", "--out", str(tmp_path), "--no-progress"])
+        == 0
+    )
+    _assert_png(tmp_path / "fig4_multi_armed_bandit.png")
+    result = json.loads((tmp_path / "multi_armed_bandit.json").read_text())["multi_armed_bandit"]
+    k = result["converged_at_step"]
+    assert k is not None and 1 <= k <= 50
+    # one step of η·∇J with ∇J_best = J(1 − J) > 0 and every other component < 0: J = 1 in float64 after it
+    assert result["success_rate"][-1] == 1.0 and result["step"] == list(range(k + 1))
+    assert result["gap_alignment"][-1] == "nan"  # the Gradient Gap is undefined once no wrong arm has mass
+    assert result["success_rate"][0] == pytest.approx(0.01)  # θ_0 = 0: uniform over 100 arms
+
+
+def test_a_bandit_that_does_not_converge_reports_none(tmp_path):
+    assert _run(tmp_path, "--mab", "--steps", "20") == 0
+    result = json.loads((tmp_path / "multi_armed_bandit.json").read_text())["multi_armed_bandit"]
+    assert result["converged_at_step"] is None and len(result["success_rate"]) == 21
+
+
+def test_fig1_colour_bars_name_what_they_colour(tmp_path, monkeypatch):
+    """The middle panel is coloured by the final J_x, the outer ones by the step: one colour bar each."""
+    from matplotlib.figure import Figure
+
+    from lco.gap import bandits, figures
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: saved.append(self))
+    figures.plot_contextual_bandit(bandits.contextual_bandit(steps=4, progress=False), tmp_path / "f.png")
+    (fig,) = saved
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert sorted(labels) == ["final J_x(K) (middle panel)", "step k (left and right panels)"]

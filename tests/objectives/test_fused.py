@@ -22,7 +22,7 @@ from lco import (
     fused_sft_loss,
     logprob_advantage_chunks,
 )
-from lco.objectives import fused
+from lco.objectives import compiled, fused
 from lco.objectives.fused import default_chunk_size
 from lco.objectives.targets import support_ids
 
@@ -639,7 +639,7 @@ def test_whole_vocabulary_target_for_every_normalization_and_beta_negative_equal
 @pytest.fixture
 def fresh_kernels(monkeypatch):
     """An empty cache of compiled kernels for this test (they are shared per process otherwise)."""
-    monkeypatch.setattr(fused, "_COMPILED", {})
+    monkeypatch.setattr(compiled, "_COMPILED", {})
 
 
 def test_compile_falls_back_to_eager_with_one_warning(monkeypatch, fresh_kernels):
@@ -666,15 +666,15 @@ def test_compile_falls_back_to_eager_with_one_warning(monkeypatch, fresh_kernels
         warnings.simplefilter("error")  # the second step neither retries nor warns again
         _fused_lco(p, "lco_lch", adv, None, p["mask"], 4, compile=True)
     assert len(calls) == 1
-    assert "C++ compiler" in fused._COMPILED["lco_lch"].failure
+    assert "C++ compiler" in compiled._COMPILED["lco_lch"].failure
 
 
 def test_compile_auto_follows_the_per_device_table(monkeypatch, fresh_kernels):
     spec = fused.LCO_LOSSES["lco_kld"]
-    monkeypatch.setattr(fused, "COMPILE_AUTO", {"cpu": False})
+    monkeypatch.setattr(compiled, "COMPILE_AUTO", {"cpu": False})
     assert fused.chunk_kernel(spec, "auto", "cpu") is spec.value_and_grad
     assert fused.chunk_kernel(spec, "auto", "cuda") is spec.value_and_grad  # absent: eager
-    monkeypatch.setattr(fused, "COMPILE_AUTO", {"cpu": True})
+    monkeypatch.setattr(compiled, "COMPILE_AUTO", {"cpu": True})
     kernel = fused.chunk_kernel(spec, "auto", "cpu")
     assert isinstance(kernel, fused.CompiledKernel) and fused.chunk_kernel(spec, True) is kernel
     assert fused.chunk_kernel(spec, False) is spec.value_and_grad
@@ -705,7 +705,7 @@ def test_compiled_kernel_equals_naive(loss, fresh_kernels):
         torch.testing.assert_close(value, naive_value, **TOL)
         for f, n in zip(grads, naive_grads, strict=True):
             torch.testing.assert_close(f, n, **TOL)
-    assert fused._COMPILED[loss].failure is None
+    assert compiled._COMPILED[loss].failure is None
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -539,6 +539,45 @@ def test_value_and_grad_equals_the_float64_reference_of_the_paper(name):
         np.testing.assert_allclose(grad[t].double().numpy(), _reference_logit_grad(name, zt, zst), atol=1e-6)
 
 
+def _tilted_target(z: np.ndarray, off: float, on: float, action: int) -> np.ndarray:
+    """z* = z + u off the sampled action and z + w at it (an on-policy step with eq. 11's advantage)."""
+    z_star = z + off
+    z_star[action] = z[action] + on
+    return z_star
+
+
+def _check_sparse_against_reference(name, z, off, on, actions, **tol):
+    value, grad = LCO_LOSSES[name].sparse_value_and_grad(z, off, on, actions)
+    for t in range(z.shape[0]):
+        zt = z[t].double().numpy()
+        zst = _tilted_target(zt, float(off[t]), float(on[t]), int(actions[t]))
+        assert float(value[t]) == pytest.approx(_reference_per_token(name, zt, zst), **tol)
+        np.testing.assert_allclose(
+            grad[t].double().numpy(), _reference_logit_grad(name, zt, zst), rtol=tol["rel"], atol=tol["abs"]
+        )
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_sparse_value_and_grad_equals_the_paper_at_the_tilted_target(name):
+    """The on-policy sparse closed forms against the loops of eqs. (8)–(10) at z* = z + u + (w − u)·e_{a_t}."""
+    g = torch.Generator().manual_seed(23)
+    z = torch.randn(6, 9, generator=g) * 3
+    off, on = torch.randn(6, generator=g), torch.randn(6, generator=g) * 4
+    actions = torch.randint(0, 9, (6,), generator=g)
+    _check_sparse_against_reference(name, z, off, on, actions, rel=1e-5, abs=1e-6)
+
+
+def test_sparse_kld_keeps_the_tilt_of_a_confident_token_and_a_huge_one():
+    """π_θ(a_t) = 1 − 4e-18 is 1 in fp32, yet a tilt δ = −45 must move π*(a_t) to ~0.007 (1 − p is
+    summed over the other entries, not taken from 1 − p); δ = +200 (e^δ overflows fp32) stays finite."""
+    g = torch.Generator().manual_seed(24)
+    z = torch.randn(2, 9, generator=g)
+    actions = torch.tensor([3, 5])
+    z[0, 3] = 40.0
+    off, on = torch.tensor([0.5, -1.0]), torch.tensor([-44.5, 199.0])
+    _check_sparse_against_reference("lco_kld", z, off, on, actions, rel=1e-4, abs=1e-7)
+
+
 def test_log_cosh_is_exact_across_the_split_and_far_beyond_it():
     """The branch-free form hands the linear part over at |x| = 20; both sides of that, and 1e4,
     equal log cosh in float64 (|x| − log 2 + log1p(e^{−2|x|}), which is exact there)."""

@@ -10,6 +10,7 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from lco.objectives.rollout import ROLLOUT_KEY, Rollout
 from lco.tasks import build_byte_tokenizer
 from lco.trainer import LCOConfig, LCOTrainer
 from lco.trainer.gap_monitor import policy_parameters
@@ -23,6 +24,7 @@ class _KeepsFirstStep(LCOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.model.training and self.state.global_step == 0:
             rows = {k: v.detach().clone() for k, v in inputs.items() if torch.is_tensor(v)}
+            rows["sequence_rewards"] = Rollout.collate(inputs[ROLLOUT_KEY]).sequence_rewards.detach().clone()
             self.first_step_rows = [*getattr(self, "first_step_rows", []), rows]
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 

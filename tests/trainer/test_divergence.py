@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import pytest
 import torch
@@ -13,8 +14,6 @@ from lco.trainer import LCOTrainer
 from lco.trainer.guard import NonFiniteGuard, PolicyDivergedError
 
 from .conftest import parity_reward, tiny_config
-
-STOP = "No bad update was applied: the last saved checkpoint in"
 
 
 def _trainer(tmp_path, tiny_models, tokenizer, prompts, reward=parity_reward, **overrides):
@@ -40,14 +39,18 @@ def test_nonfinite_policy_stops_in_sampling_with_the_guard_message(tmp_path, tin
         trainer.model.get_output_embeddings().weight.fill_(float("nan"))
     with pytest.raises(PolicyDivergedError, match="probabilities became NaN/inf: sampling failed") as caught:
         trainer.train()
-    assert STOP in str(caught.value)
+    # issue 20: it used to say "No bad update was applied: the last saved checkpoint … is intact"
+    assert "(step 1)" in str(caught.value) and "before any update was applied" in str(caught.value)
 
 
 class _FlattenAfterFirstStep(TrainerCallback):
     """What lr 1e3 does to a sharp policy: its logits flatten (here: the head is zeroed) after a step."""
 
+    def __init__(self, at_step: int = 1):
+        self.at_step = at_step
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step == 1:
+        if state.global_step == self.at_step:
             with torch.no_grad():
                 model.get_output_embeddings().weight.zero_()
 
@@ -60,19 +63,53 @@ def test_a_policy_that_went_uniform_stops(tmp_path, tiny_models, tokenizer, prom
     trainer.add_callback(_FlattenAfterFirstStep())
     with pytest.raises(PolicyDivergedError, match="collapsed to the uniform distribution") as caught:
         trainer.train()
-    assert f"ln {trainer._policy_vocab}" in str(caught.value) and "(step 2)" in str(caught.value)
-    assert STOP in str(caught.value)
+    message = str(caught.value)
+    assert f"ln {trainer._policy_vocab}" in message and "(step 2)" in message
+    # issue 20: the update that did it was applied, and the folder holds no checkpoint: say both
+    assert "The update of step 1 was applied" in message and "No bad update" not in message
+    assert f"{trainer.args.output_dir} holds no checkpoint" in message
 
 
-def test_a_policy_that_starts_near_uniform_is_not_stopped():
-    """A fresh model sits at ln |V|: only a policy that was once sharper has *gone* uniform."""
-    V = 260
-    guard = NonFiniteGuard(3, metrics={"lco/entropy": []}, vocab_size=V)
-    for _ in range(3):
-        guard.metrics["lco/entropy"].append(math.log(V))
-        guard.check_entropy(step=1, output_dir="out")  # no error
-    guard.metrics["lco/entropy"].append(0.5 * math.log(V))
-    guard.check_entropy(step=4, output_dir="out")
-    guard.metrics["lco/entropy"].append(math.log(V) * (1 - 1e-6))
-    with pytest.raises(PolicyDivergedError, match=r"step 5"):
-        guard.check_entropy(step=5, output_dir="out")
+def test_the_stop_names_the_checkpoint_from_before_the_bad_update(tmp_path, tiny_models, tokenizer, prompts):
+    """Checkpoints at steps 1 and 2, the update of step 2 flattens the policy: checkpoint-2 holds it, -1 predates it."""
+    trainer = _trainer(
+        tmp_path,
+        tiny_models,
+        tokenizer,
+        prompts,
+        max_steps=5,
+        learning_rate=1e-6,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    with torch.no_grad():
+        trainer.model.get_output_embeddings().weight.mul_(200.0)
+    trainer.add_callback(_FlattenAfterFirstStep(at_step=2))
+    with pytest.raises(PolicyDivergedError, match="collapsed to the uniform distribution") as caught:
+        trainer.train()
+    message = str(caught.value)
+    assert "(step 3)" in message and "The update of step 2 was applied" in message
+    assert "checkpoint-2 (saved after that update) holds it" in message
+    assert f"{os.path.join(trainer.args.output_dir, 'checkpoint-1')} (step 1)" in message
+
+
+def test_the_gradient_stop_says_no_update_was_applied_and_which_checkpoint_exists(tmp_path):
+    from types import SimpleNamespace
+
+    from lco.trainer.guard import NonFiniteGradientError
+
+    guard = NonFiniteGuard(2)
+    (tmp_path / "checkpoint-4").mkdir()
+    model = torch.nn.Linear(2, 1)
+    args, state = SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(global_step=5)
+    model.weight.grad = torch.full_like(model.weight, float("nan"))
+    guard.on_pre_optimizer_step(args, state, None, model=model)  # step 6: skipped
+    assert model.weight.grad is None
+    state.global_step = 6
+    model.weight.grad = torch.full_like(model.weight, float("nan"))
+    with pytest.raises(NonFiniteGradientError) as caught:
+        guard.on_pre_optimizer_step(args, state, None, model=model)  # step 7: the second in a row
+    message = str(caught.value)
+    assert "2 consecutive steps produced NaN/inf gradients (steps 6-7)" in message
+    assert "None of their updates was applied" in message and "after step 5" in message
+    assert f"{tmp_path / 'checkpoint-4'} (step 4)" in message

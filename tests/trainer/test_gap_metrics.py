@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from lco.gap import success_rate_lower_bound
+from lco.objectives.rollout import ROLLOUT_KEY, Rollout
 from lco.trainer import LCOTrainer
 from lco.trainer.gap_monitor import GapMonitor, StepSizeGuard, binary_rewards, policy_parameters
 
@@ -160,8 +161,11 @@ def test_delta_mu_matches_plain_autograd_on_the_same_batch(tmp_path, tiny_models
         rows = {key: torch.cat([b[key] for b in batches]) for key in ("prompt_ids", "prompt_mask")}
         width = max(b["completion_ids"].shape[1] for b in batches)
         assert all(b["completion_ids"].shape[1] == width for b in batches)
-        for key in ("completion_ids", "completion_mask", "sequence_rewards"):
+        for key in ("completion_ids", "completion_mask"):
             rows[key] = torch.cat([b[key] for b in batches])
+        rows["sequence_rewards"] = torch.cat(
+            [Rollout.collate(b[ROLLOUT_KEY]).sequence_rewards for b in batches]
+        )
         # the rewards travelled with their rows through TRL's shuffle and split
         texts = [
             tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
@@ -195,7 +199,11 @@ def test_gap_every_zero_computes_and_logs_nothing(tmp_path, tiny_models, tokeniz
     assert trainer._gap_monitor is None
     assert not any(isinstance(c, GapMonitor | StepSizeGuard) for c in trainer.callback_handler.callbacks)
     assert not any(key.startswith("gap/") for log in trainer.state.log_history for key in log)
-    assert all("sequence_rewards" not in b for batches in trainer.kept_inputs.values() for b in batches)
+    assert all(
+        Rollout.collate(b[ROLLOUT_KEY]).sequence_rewards is None
+        for batches in trainer.kept_inputs.values()
+        for b in batches
+    )
 
 
 def graded_reward(completions, **kwargs) -> list[float]:

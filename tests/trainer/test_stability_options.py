@@ -12,11 +12,12 @@ from transformers import AutoModelForCausalLM
 
 import lco
 from lco.objectives.reduction import masked_mean
+from lco.objectives.rollout import ROLLOUT_KEY, Rollout
 from lco.objectives.targets import support_ids
 from lco.trainer import LCOConfig, LCOTrainer
 
 from .conftest import parity_reward, tiny_config
-from .test_trainer_exact import _completion_logits, _manual_batch
+from .test_trainer_exact import _completion_logits, _manual_batch, _token_advantages
 
 
 class _AnchorRecorder(LCOTrainer):
@@ -47,8 +48,9 @@ def _recorder(tmp_path, tiny_models, tokenizer, prompts, objective="lco_kld", **
 
 def _batch_old_logits(inputs) -> torch.Tensor:
     """z_old as the loss reads it: the saved hidden states times the saved head, [B, T, V]."""
-    w, b = inputs["old_head"][0]
-    z = inputs["old_hidden"] @ w.T
+    z_old = Rollout.collate(inputs[ROLLOUT_KEY]).z_old
+    w, b = z_old.head.weight, z_old.head.bias
+    z = z_old.hidden @ w.T
     return z if b is None else z + b
 
 
@@ -58,7 +60,7 @@ def _initial_policy(tiny_models):
 
 
 def _sparse_A(inputs, vocab):
-    return lco.sparse_advantages(inputs["token_advantages"].float(), inputs["completion_ids"], vocab)
+    return lco.sparse_advantages(_token_advantages(inputs).float(), inputs["completion_ids"], vocab)
 
 
 # --- the anchor ---------------------------------------------------------------------------------
@@ -114,7 +116,9 @@ def test_anchor_every_step_keeps_no_snapshot(tmp_path, tiny_models, tokenizer, p
     assert trainer._anchor is None
     trainer.train()
     _, inputs, _, _ = trainer.records[0]
-    assert "old_hidden" not in inputs  # on-policy: z_old is the current logits, no extra pass
+    assert (
+        Rollout.collate(inputs[ROLLOUT_KEY]).z_old is None
+    )  # on-policy: z_old is the current logits, no extra pass
 
 
 def test_anchor_with_peft_is_refused_before_loading(tmp_path, tiny_models, tokenizer, prompts):
@@ -176,7 +180,7 @@ def test_sampled_support_regresses_the_sampled_logit(tmp_path, tiny_models, toke
         _, z = _completion_logits(current, inputs)
         a = inputs["completion_ids"].unsqueeze(-1)
         # the authors' sampled-logit regression: (z_a − (z_old,a + A/β))² on the sampled token
-        target = z_initial.gather(-1, a).squeeze(-1) + inputs["token_advantages"] / beta
+        target = z_initial.gather(-1, a).squeeze(-1) + _token_advantages(inputs) / beta
         per_token = (z.gather(-1, a).squeeze(-1) - target) ** 2
         expected = masked_mean(per_token, inputs["completion_mask"].float())
     assert abs(loss - float(expected)) < 1e-5 * max(1.0, abs(float(expected)))
@@ -266,14 +270,14 @@ def test_sign_passes_keep_the_attention_mask_and_restrict_only_the_loss(
     # signs that alternate inside each completion: removing one sign from the attention mask would
     # change the context of the other sign's tokens
     signs = torch.tensor([[1.0, -1.0, 1.0, -1.0, 1.0], [-1.0, 1.0, -1.0, 0.0, 0.0]])
-    batch["token_advantages"] = signs * torch.tensor([[0.5], [1.5]]) * batch["completion_mask"]
+    batch[ROLLOUT_KEY] = Rollout(signs * torch.tensor([[0.5], [1.5]]) * batch["completion_mask"]).split()
     trainer._log_gradient_norms_by_sign(model, batch)
     assert len(trainer.losses) == 2
 
     mask = batch["completion_mask"].float()
     with torch.no_grad():
         _, z = _completion_logits(model, batch)  # the full attention mask
-    signs = (batch["token_advantages"] > 0, batch["token_advantages"] < 0)
+    signs = (_token_advantages(batch) > 0, _token_advantages(batch) < 0)
     for recorded, selected in zip(trainer.losses, signs, strict=True):
         loss_mask = mask * selected
         if objective == "lco_kld":
@@ -283,7 +287,7 @@ def test_sign_passes_keep_the_attention_mask_and_restrict_only_the_loss(
             logps = (
                 torch.log_softmax(z / 0.7, -1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
             )
-            expected = lco.reinforce_loss(logps, batch["token_advantages"], loss_mask)
+            expected = lco.reinforce_loss(logps, _token_advantages(batch), loss_mask)
         torch.testing.assert_close(recorded, expected, atol=1e-6, rtol=1e-5)
 
 

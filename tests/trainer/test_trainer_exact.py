@@ -8,6 +8,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import lco
+from lco.objectives.rollout import ROLLOUT_KEY, Rollout
 from lco.trainer import LCOTrainer
 
 from .conftest import parity_reward, tiny_config
@@ -25,9 +26,14 @@ def _manual_batch(tokenizer, vocab_size: int, seed: int = 0) -> dict:
         "completion_ids": completion_ids,
         "completion_mask": completion_mask,
         "advantages": advantages,
-        "token_advantages": advantages[:, None] * completion_mask,
+        ROLLOUT_KEY: Rollout(token_advantages=advantages[:, None] * completion_mask).split(),
         "num_items_in_batch": completion_mask.sum(),
     }
+
+
+def _token_advantages(batch) -> torch.Tensor:
+    """A(s_t, a_t) ``[B, T]`` as the batch carries it (one Rollout record per completion)."""
+    return Rollout.collate(batch[ROLLOUT_KEY]).token_advantages
 
 
 def _completion_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +60,7 @@ def test_first_on_policy_step_kld_logit_gradient_is_pi_minus_pi_star(
 
     with torch.no_grad():
         h, z = _completion_logits(model, batch)
-        A = lco.sparse_advantages(batch["token_advantages"].float(), batch["completion_ids"], z.shape[-1])
+        A = lco.sparse_advantages(_token_advantages(batch).float(), batch["completion_ids"], z.shape[-1])
         pi_star = torch.softmax(z + lco.normalize_advantages(A, "mean") / beta, -1)
         mask = batch["completion_mask"].float()
         # eq. 47 per token, averaged over the #tokens of E_t: ∂L/∂z = (π_θ − π*) / #tokens
@@ -95,7 +101,7 @@ def test_reused_rollouts_use_the_exact_old_policy_logits(tmp_path, tiny_models, 
     with torch.no_grad():
         _, z = _completion_logits(current_policy, inputs)
         _, z_old = _completion_logits(old_policy, inputs)
-        A = lco.sparse_advantages(inputs["token_advantages"].float(), inputs["completion_ids"], z.shape[-1])
+        A = lco.sparse_advantages(_token_advantages(inputs).float(), inputs["completion_ids"], z.shape[-1])
         expected = lco.lco_kld(
             z, z_old, lco.normalize_advantages(A, "mean"), beta, inputs["completion_mask"].bool()
         )

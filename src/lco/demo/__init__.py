@@ -13,17 +13,9 @@ rows), :mod:`~lco.demo.cache` (stages on disk, keyed by their inputs) and :mod:`
 (independent stages on several processes). See docs/demo.md.
 """
 
-import importlib
+from .._lazy import lazy_exports
 
 # imported on first use (PEP 562): `lco demo --help` must not load the whole recipe (TRL, torch)
-_LAZY = {"run_demo": "recipe", "DemoSettings": "settings", "profile_settings": "settings"}
-
-__all__ = ["DemoSettings", "profile_settings", "run_demo"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, {"recipe": ("run_demo",), "settings": ("DemoSettings", "profile_settings")}
+)

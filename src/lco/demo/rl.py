@@ -19,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..objectives.registry import OBJECTIVE_SPECS
 from ..rewards import math_verify_reward
 from ..tasks.arithmetic import generate_splits, to_dataset
 from .methods import Method
@@ -51,7 +52,8 @@ def lco_default_changes(method: Method) -> dict:
 
 def iterations_per_rollout(method: Method) -> int:
     """Optimizer steps taken on each rollout batch (PPO's epochs; 1 for every other method)."""
-    return int(_lco_config_default("ppo_epochs")) if method.objective == "ppo" else 1
+    field = OBJECTIVE_SPECS[method.objective].iterations_field
+    return 1 if field is None else int(_lco_config_default(field))
 
 
 def schedule(method: Method, rl: RLSettings, curve_every: int | None = None) -> dict:

@@ -16,41 +16,20 @@ sympy (math-verify) and friends.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
-_LAZY = {
-    "answers_match": "answers",
-    "extract_answer": "answers",
-    "is_correct": "answers",
-    "math_reward": "answers",
-    "pass_at_k": "pass_at_k",
-    "mean_pass_at_k": "pass_at_k",
-    "ResultStore": "results",
-    "aggregate": "results",
-    "aggregate_runs": "results",
-    "MATH_DATASETS": "datasets",
-    "load_math_dataset": "datasets",
-    "PiStarLogitsProcessor": "pistar",
-    "Policy": "policies",
-    "load_policy": "policies",
-    "DecodingConfig": "generation",
-    "TransformersGenerator": "generation",
-    "build_generator": "generation",
-    "encode_prompts": "generation",
-    "SequenceScorer": "reward_models",
-    "JudgeError": "judge",
-    "LocalJudge": "judge",
-    "OpenAIJudge": "judge",
-    "length_controlled_win_rate": "judge",
-    "win_rate": "judge",
-    "run_lm_eval": "mc",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "answers": ("answers_match", "extract_answer", "is_correct", "math_reward"),
+        "pass_at_k": ("pass_at_k", "mean_pass_at_k"),
+        "results": ("ResultStore", "aggregate", "aggregate_runs"),
+        "datasets": ("MATH_DATASETS", "load_math_dataset"),
+        "pistar": ("PiStarLogitsProcessor",),
+        "policies": ("Policy", "load_policy"),
+        "generation": ("DecodingConfig", "TransformersGenerator", "build_generator", "encode_prompts"),
+        "reward_models": ("SequenceScorer",),
+        "judge": ("JudgeError", "LocalJudge", "OpenAIJudge", "length_controlled_win_rate", "win_rate"),
+        "mc": ("run_lm_eval",),
+    },
+)

@@ -107,6 +107,13 @@ def add_parser(subparsers) -> None:
         "--data", help="--suite rm: JSONL with 'prompt'; --suite judge: JSONL with 'instruction', 'output'"
     )
     g.add_argument("--limit", type=int, help="evaluate only the first N examples of each set (smoke tests)")
+    g.add_argument(
+        "--prompt-template",
+        metavar="TEXT",
+        help="--suite math: how a problem becomes the prompt, {problem} standing for it (default: the paper's "
+        "'{problem}\\nPlease reason step by step, and put your final answer within \\boxed{}.'); "
+        "'{problem}' alone sends the raw problem, for a model trained on raw prompts",
+    )
 
     g = p.add_argument_group("reward models (--suite rm)")
     g.add_argument(
@@ -144,7 +151,7 @@ def _fingerprint(rows: list[dict[str, str]]) -> str:
 
 def _validate(args: argparse.Namespace) -> None:
     """Every check that needs no model, so that a typo fails in a second, not after loading."""
-    from ..preflight import check_model_path, check_writable_dir
+    from ..preflight import check_model_path, check_tokenizer, check_writable_dir
     from .policies import check_policy_args, resolve_device
 
     # a finished seed is written under --out: an unwritable folder must fail now, not after it
@@ -188,9 +195,15 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("--suite rm needs at least one --score-model NAME=PATH")
     if args.suite == "judge" and bool(args.judge_model) == bool(args.judge_url):
         raise ValueError("--suite judge needs exactly one of --judge-model (local) or --judge-url (endpoint)")
+    check_prompt_template(args.prompt_template, args.suite)
     # last: the flag checks above say what is wrong with the command before a path is looked at
     for flag, path in (("--model", args.model), ("--reward-model", args.reward_model)):
         check_model_path(path, flag)
+    # the tokenizer comes from the model decoded from: a folder left by a killed save has none
+    check_tokenizer(
+        args.reward_model if args.policy == "rm" else args.model,
+        "--reward-model" if args.policy == "rm" else "--model",
+    )
     if args.policy == "pistar":
         check_model_path(args.ref_model, "--ref-model")
     if args.suite == "rm":
@@ -200,6 +213,27 @@ def _validate(args: argparse.Namespace) -> None:
             check_model_path(path, f"--score-model {name}")
     if args.suite == "judge" and args.judge_model:
         check_model_path(args.judge_model, "--judge-model")
+
+
+def check_prompt_template(template: str | None, suite: str) -> None:
+    """``--prompt-template`` is for the math suite and holds ``{problem}`` (and no other field)."""
+    if template is None:
+        return
+    if suite != "math":
+        raise ValueError(
+            f"--prompt-template applies to --suite math (the problems' prompts), not --suite {suite}"
+        )
+    try:
+        rendered = template.format(problem="\0")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"--prompt-template {template!r} is not a format string with only {{problem}} in it ({err!r}); "
+            "write a literal brace as {{ or }}"
+        ) from err
+    if "\0" not in rendered:
+        raise ValueError(
+            f"--prompt-template {template!r} has no {{problem}}: every prompt would be the same text"
+        )
 
 
 def _common_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -283,8 +317,9 @@ def _run_math(args, config, decoding, runs, make_generator):
 
     sources = resolve_math_sources(args.datasets, args.data_dir)
     datasets = {name: load_math_dataset(name, path, args.limit) for name, path in sources}
+    template = MATH_PROMPT if args.prompt_template is None else args.prompt_template
     config.update(
-        prompt_template=MATH_PROMPT,
+        prompt_template=template,
         datasets={
             name: {
                 "source": str(path) if path else "hub",
@@ -296,7 +331,9 @@ def _run_math(args, config, decoding, runs, make_generator):
     )
     store = ResultStore(args.out, config)
     ks = sorted(set(args.k))
-    return store, evaluate_math(make_generator, store, datasets, decoding, runs, ks, args.chat_template)
+    return store, evaluate_math(
+        make_generator, store, datasets, decoding, runs, ks, args.chat_template, prompt_template=template
+    )
 
 
 def _device_and_dtype(args):

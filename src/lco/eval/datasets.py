@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import json_lines
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -74,24 +76,14 @@ def read_records(path: str | os.PathLike, what: str) -> list[dict[str, Any]]:
             raise ValueError(f"{what}: {path} is not valid JSON ({err})") from err
         if not isinstance(records, list):
             raise ValueError(f"{what}: {path} must hold a JSON list of objects")
-        lines = [(i + 1, r) for i, r in enumerate(records)]
-        unit = "record"
+        for i, record in enumerate(records, start=1):
+            if not isinstance(record, dict):
+                raise ValueError(f"{what}: {path} record {i} is not a JSON object")
     else:
-        lines = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                lines.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{what}: {path} line {lineno} is not valid JSON ({err})") from err
-        unit = "line"
-    for where, record in lines:
-        if not isinstance(record, dict):
-            raise ValueError(f"{what}: {path} {unit} {where} is not a JSON object")
-    if not lines:
+        records = json_lines(text, f"{what}: {path}")
+    if not records:
         raise ValueError(f"{what}: {path} holds no records")
-    return [r for _, r in lines]
+    return records
 
 
 def _as_text(value: Any) -> str:

@@ -60,6 +60,8 @@ def multi_armed_bandit(
     of eq. (3) (w_k = ∇J/‖∇J‖, η_k = η‖∇J‖), ``cumulative_gap_alignment`` M(k) (eq. 12, equal
     for both splits) and ``step_size_condition_holds``: whether the unit split obeys eq. (13a)
     with the tabular-softmax constants G_o = √2, L_o = 1, under which eq. (13b) is guaranteed.
+    ``converged_at_step`` is the step k at which π put all its float64 mass on the best arm (J = 1,
+    the Gradient Gap undefined: its Δμ entries are NaN), where the run stops; ``None`` if it never did.
     """
     if num_arms < 2 or steps < 1 or not eta > 0:
         raise ValueError(f"need num_arms ≥ 2, steps ≥ 1 and eta > 0; got {num_arms}, {steps}, {eta}")
@@ -79,9 +81,20 @@ def multi_armed_bandit(
         "cumulative_gap_alignment": [],
         "step_size_condition_holds": [],
     }
-    for _ in tqdm(range(steps + 1), desc="MAB (Fig. 4)", disable=not progress):
+    converged_at = None
+    for k in tqdm(range(steps + 1), desc="MAB (Fig. 4)", disable=not progress):
         pi = torch.softmax(theta, dim=0)
         success_rate = pi[best_arm]
+        if float(pi.sum() - success_rate) == 0.0:
+            # converged: π puts all its mass on the best arm (in float64), so ∇J = 0 and θ never moves
+            # again; the Gradient Gap is undefined (no incorrect arm carries weight). A result, not an error.
+            converged_at = k
+            history["success_rate"].append(float(success_rate))
+            history["gap_alignment"].append(math.nan)
+            history["gap_alignment_unit_direction"].append(math.nan)
+            history["cumulative_gap_alignment"].append(float(cumulative.value))
+            history["step_size_condition_holds"].append(None)
+            break
         scores = torch.eye(num_arms, dtype=DTYPE) - pi  # row y: ∇_θ log π_θ(y) = e_y − π_θ
         gap = gradient_gap(scores, rewards, weights=pi)
         reinforce = pi @ (scores * (rewards - success_rate)[:, None])  # the App. I.1 update = ∇_θ J
@@ -102,7 +115,8 @@ def multi_armed_bandit(
         "experiment": "multi_armed_bandit",
         "paper": "App. I.1, Fig. 4",
         "config": {"num_arms": num_arms, "steps": steps, "eta": eta, "seed": seed, "best_arm": best_arm},
-        "step": list(range(steps + 1)),
+        "step": list(range(len(history["success_rate"]))),
+        "converged_at_step": converged_at,
         **history,
     }
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
@@ -34,20 +36,23 @@ def plot_multi_armed_bandit(result: dict, path: str | Path) -> Path:
     ax_j.plot(step, success)
     ax_j.set(xlabel="step k", ylabel="J(k)", title="value function")
 
-    points = ax_gap.scatter(success, delta_mu, c=step, s=4, cmap="viridis")
+    steps = {"vmin": 0, "vmax": max(int(step[-1]), 1)}  # the whole run, also where Δμ is NaN (converged)
+    points = ax_gap.scatter(success, delta_mu, c=step, s=4, cmap="viridis", **steps)
     grid = np.linspace(0, 1, 200)
     ax_gap.plot(grid, grid * (1 - grid), "k--", lw=1, label="J(1 − J)")
     ax_gap.set(xlabel="J(k)", ylabel="Δμ(k)  (w_k = ∇J, η_k = η)", title="Gap Alignment (eq. 10)")
     ax_gap.legend(loc="upper right")
 
-    ax_m.scatter(cumulative, success, c=step, s=4, cmap="viridis")
-    m_grid = np.linspace(0, cumulative.max(), 200)
+    ax_m.scatter(cumulative, success, c=step, s=4, cmap="viridis", **steps)
+    m_grid = np.linspace(0, np.nanmax(cumulative), 200)
     ax_m.plot(m_grid, _lower_bound_curve(success[0], m_grid), "k--", lw=1, label="lower bound (13b)")
     ax_m.set(xlabel="M(k) = Σ [Δμ]₊ η (eq. 12)", ylabel="J(k)", title="Cumulative Gap Alignment")
     ax_m.legend(loc="lower right")
     fig.colorbar(points, ax=[ax_gap, ax_m], label="step k")
     cfg = result["config"]
-    fig.suptitle(f"Fig. 4 — REINFORCE on a {cfg['num_arms']}-armed bandit, η = {cfg['eta']}")
+    converged = result.get("converged_at_step")
+    note = "" if converged is None else f"; converged (J = 1, Gap undefined) at step {converged}"
+    fig.suptitle(f"Fig. 4 — REINFORCE on a {cfg['num_arms']}-armed bandit, η = {cfg['eta']}{note}")
     return _save(fig, path)
 
 
@@ -74,10 +79,11 @@ def plot_contextual_bandit(result: dict, path: str | Path, num_curves: int = 80)
 
     final = success[-1]
     shown = np.linspace(0, success.shape[1] - 1, min(num_curves, success.shape[1])).astype(int)
-    fig.colorbar(points, ax=ax_m, label="step k")
-    colour_map = colormaps["viridis"]
+    colour_map = colormaps["plasma"]  # another map than the step colouring: the middle panel shows J, not k
     for context in shown:
         ax_curves.plot(steps, cumulative[:, context], color=colour_map(final[context]), lw=0.8)
+    final_j = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=colour_map)
+    fig.colorbar(final_j, ax=ax_curves, label="final J_x(K) (middle panel)")
     ax_curves.set(
         xlabel="step k", ylabel="M_x(k)", title=f"per-context M_x (colour: final J_x), {len(shown)} contexts"
     )
@@ -90,6 +96,7 @@ def plot_contextual_bandit(result: dict, path: str | Path, num_curves: int = 80)
         ylabel="J_x(k)",
         title="value vs relative Cumulative Gap Alignment",
     )
+    fig.colorbar(points, ax=[ax_m, ax_rel], location="right", label="step k (left and right panels)")
     cfg = result["config"]
     fig.suptitle(
         f"Fig. 1 — contextual bandit: d = {cfg['dim']}, N = {cfg['num_arms']}, η = {cfg['eta']}, "

@@ -177,6 +177,60 @@ def lco_kld_value_and_grad(logits, target_logits, support=None):
     return _row_dot(pi_star, gap).clamp_min_(0.0), log_pi.exp_().sub_(pi_star)
 
 
+# --- an on-policy step with the sparse advantage of eq. (11), in closed form ---------------
+#
+# On-policy (z_old = z) with the sampled-action advantage, the target of eq. (7) is
+# z* = z + u·1 + (w − u)·e_{a_t}, where u and w are the normalised, β-divided advantage off and at
+# the sampled action a_t (one value each per token). Then z − z* = −u off a_t and −w at a_t does
+# not depend on z (MSE, LCH), and π* is π_θ tilted at one entry, π* ∝ π_θ·e^{δ·[a = a_t]} with
+# δ = w − u (KLD: the row shift u cancels in the softmax). The value is a closed form per token and
+# the gradient one write pass (MSE, LCH) or the cross-entropy's passes plus a row sum and a row
+# scale (KLD): no z* block, no difference block. ``off`` = u and ``on`` = w are ``[c]``; ``actions``
+# the sampled ids ``[c]``. Equal to ``value_and_grad(z, z*)`` of the same z* up to fp32 rounding.
+
+
+def _row_and_spike(logits: torch.Tensor, row: torch.Tensor, spike: torch.Tensor, idx: torch.Tensor):
+    """A ``[c, V]`` block equal to ``row`` in every entry of its row, and ``spike`` at ``idx``."""
+    block = row.unsqueeze(-1).expand_as(logits).contiguous()
+    return block.scatter_(-1, idx, spike.unsqueeze(-1))
+
+
+def lco_mse_sparse_value_and_grad(logits, off, on, actions):
+    """LCO-MSE at z* = z + u + (w − u)·e_{a_t}: ℓ = ((|V| − 1)·u² + w²)/|V|, ∂ℓ/∂z = −(2/|V|)·(u, w at a_t)."""
+    v = logits.shape[-1]
+    value = ((v - 1) * off.square() + on.square()) / v
+    return value, _row_and_spike(logits, off * (-2.0 / v), on * (-2.0 / v), actions.long().unsqueeze(-1))
+
+
+def lco_lch_sparse_value_and_grad(logits, off, on, actions):
+    """LCO-LCH at z* = z + u + (w − u)·e_{a_t}: ℓ = ((|V| − 1)·log cosh u + log cosh w)/|V|,
+    ∂ℓ/∂z = −tanh(u)/|V| (tanh(w)/|V| at a_t), eq. 44."""
+    v = logits.shape[-1]
+    value = ((v - 1) * log_cosh(off) + log_cosh(on)) / v
+    return value, _row_and_spike(logits, off.tanh() / -v, on.tanh() / -v, actions.long().unsqueeze(-1))
+
+
+def lco_kld_sparse_value_and_grad(logits, off, on, actions):
+    """LCO-KLD at z* = z + u + (w − u)·e_{a_t}, with p = π_θ(a_t), δ = w − u and Z = (1 − p) + p·e^δ:
+
+    π*(a_t) = q = p·e^δ/Z and π*_a = π_θ,a/Z elsewhere, so ℓ = KL(π* ‖ π_θ) = q·δ − log Z and
+    ∂ℓ/∂z = π_θ − π* (eq. 47) = π_θ·(1 − 1/Z) off a_t, p − q at a_t. 1 − p is summed over the other
+    entries, not subtracted from 1, so that a confident token (p → 1 in fp32) keeps its tilt.
+    """
+    idx = actions.long().unsqueeze(-1)
+    delta = (on - off).unsqueeze(-1)
+    pi = torch.log_softmax(logits, dim=-1)
+    log_p = pi.gather(-1, idx)
+    pi = pi.exp_()  # π_θ, in place of log π_θ
+    p = pi.gather(-1, idx)
+    rest = pi.scatter_(-1, idx, 0.0).sum(-1, keepdim=True)  # Σ_{a ≠ a_t} π_θ,a = 1 − p
+    log_z = torch.logaddexp(rest.log(), log_p + delta)
+    q = (log_p + delta - log_z).exp()
+    value = (q * delta - log_z).squeeze(-1).clamp_min_(0.0)  # as lco_kld_per_token: rounding below 0
+    grad = pi.mul_(torch.expm1(-log_z).neg_())  # 1 − 1/Z
+    return value, grad.scatter_(-1, idx, p - q)
+
+
 @dataclass(frozen=True)
 class LogitLoss:
     """A per-token loss of (z, z*) stated by its value and its closed-form logit gradient.
@@ -184,19 +238,40 @@ class LogitLoss:
     All three are called as ``f(z, z*)`` (whole vocabulary) or ``f(z, z*_S, support_ids)`` (z* on
     the support only, ``[..., k]``); see the per-token functions above. ``value_and_grad`` returns
     both at the cost of about one of them and takes z* over: it writes into that tensor (the
-    fused path builds a fresh z* per chunk); pass a copy to keep yours.
+    fused path builds a fresh z* per chunk); pass a copy to keep yours. ``sparse_value_and_grad``
+    ``(z, u, w, actions)`` is the same pair for an on-policy step with a sparse advantage, without z*
+    (see the section above).
     """
 
     name: str
     value: Callable[..., torch.Tensor]
     logit_grad: Callable[..., torch.Tensor]
     value_and_grad: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    sparse_value_and_grad: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 LCO_LOSSES: dict[str, LogitLoss] = {
-    "lco_mse": LogitLoss("lco_mse", lco_mse_per_token, lco_mse_logit_grad, lco_mse_value_and_grad),
-    "lco_lch": LogitLoss("lco_lch", lco_lch_per_token, lco_lch_logit_grad, lco_lch_value_and_grad),
-    "lco_kld": LogitLoss("lco_kld", lco_kld_per_token, lco_kld_logit_grad, lco_kld_value_and_grad),
+    "lco_mse": LogitLoss(
+        "lco_mse",
+        lco_mse_per_token,
+        lco_mse_logit_grad,
+        lco_mse_value_and_grad,
+        lco_mse_sparse_value_and_grad,
+    ),
+    "lco_lch": LogitLoss(
+        "lco_lch",
+        lco_lch_per_token,
+        lco_lch_logit_grad,
+        lco_lch_value_and_grad,
+        lco_lch_sparse_value_and_grad,
+    ),
+    "lco_kld": LogitLoss(
+        "lco_kld",
+        lco_kld_per_token,
+        lco_kld_logit_grad,
+        lco_kld_value_and_grad,
+        lco_kld_sparse_value_and_grad,
+    ),
 }
 
 

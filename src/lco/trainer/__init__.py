@@ -6,19 +6,12 @@ which must not pay for TRL.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
-_LAZY = {
-    **dict.fromkeys(("ADVANTAGES", "OBJECTIVES", "REJECTED_PAIRS", "VALID_PAIRS", "LCOConfig"), "config"),
-    "LCOTrainer": "trainer",
-}
-
-__all__ = ["ADVANTAGES", "OBJECTIVES", "REJECTED_PAIRS", "VALID_PAIRS", "LCOConfig", "LCOTrainer"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "config": ("ADVANTAGES", "OBJECTIVES", "REJECTED_PAIRS", "VALID_PAIRS", "LCOConfig"),
+        "trainer": ("LCOTrainer",),
+    },
+)

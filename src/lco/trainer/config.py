@@ -15,26 +15,14 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from ..advantages import NORMALIZATIONS
+from ..objectives.losses import lco_batch_loss
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, advantage_spec, objective_spec
 
 OBJECTIVES = tuple(OBJECTIVE_SPECS)
 ADVANTAGES = tuple(ADVANTAGE_SPECS)
 # LCO's own objectives (eqs. 8–10); the others are the baselines of §5.
-LCO_OBJECTIVES = tuple(name for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "lco")
-# Objectives whose loss is TRL's own `GRPOTrainer._compute_loss`: objective -> GRPOConfig overrides.
-TRL_OBJECTIVES: dict[str, dict] = {
-    name: dict(spec.grpo_config) for name, spec in OBJECTIVE_SPECS.items() if spec.loss == "trl"
-}
-# Each method's own published defaults, applied only where the user left TRL's default in place.
-METHOD_DEFAULTS: dict[str, dict] = {
-    name: dict(spec.published_defaults) for name, spec in OBJECTIVE_SPECS.items() if spec.published_defaults
-}
+LCO_OBJECTIVES = tuple(name for name, spec in OBJECTIVE_SPECS.items() if spec.loss is lco_batch_loss)
 _TRL_DEFAULTS = {"epsilon": 0.2, "epsilon_high": None, "scale_rewards": "group"}
-OWN_BASELINES = tuple(
-    name for name in OBJECTIVES if name not in LCO_OBJECTIVES and name not in TRL_OBJECTIVES
-)
-DENSE_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.dense)
-REWARD_MODEL_ADVANTAGES = tuple(name for name, spec in ADVANTAGE_SPECS.items() if spec.reward_models)
 # The π* support of the LCO target: the whole vocabulary (eq. 6), π_old's top-k, or the sampled token.
 LCO_SUPPORTS = ("full", "top_k", "sampled")
 # Fields that only act on an LCO objective's target z* (ObjectiveSpec.accepts_lco_options);
@@ -372,8 +360,8 @@ class LCOConfig(GRPOConfig):
         for name, value in spec.published_defaults.items():
             if getattr(self, name) == _TRL_DEFAULTS[name]:
                 setattr(self, name, value)
-        if self.objective == "ppo":
-            self.num_iterations = self.ppo_epochs
+        if spec.iterations_field is not None:  # PPO's ppo_epochs: optimisation epochs per rollout
+            self.num_iterations = getattr(self, spec.iterations_field)
         super().__post_init__()
 
     def _apply_lco_preset(self) -> None:
@@ -483,8 +471,9 @@ def validate_choices(config: LCOConfig) -> None:
         )
     if config.max_nonfinite_steps < 1:
         raise ValueError(f"max_nonfinite_steps must be >= 1, got {config.max_nonfinite_steps}")
-    if config.objective == "ppo" and config.ppo_epochs < 1:
-        raise ValueError(f"ppo_epochs must be >= 1, got {config.ppo_epochs}")
+    iterations_field = objective.iterations_field
+    if iterations_field is not None and getattr(config, iterations_field) < 1:
+        raise ValueError(f"{iterations_field} must be >= 1, got {getattr(config, iterations_field)}")
     if not 0.0 <= config.gkd_beta <= 1.0:
         raise ValueError(f"gkd_beta must lie in [0, 1], got {config.gkd_beta}")
 

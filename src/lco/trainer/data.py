@@ -7,6 +7,8 @@ import os
 
 from datasets import Dataset, IterableDataset
 
+from ..jsonl import json_lines
+
 
 def check_train_dataset(dataset) -> None:
     """The dataset must exist, be non-empty, and have the ``prompt`` column GRPO samples from."""
@@ -66,15 +68,7 @@ def check_dataset_file(path: str) -> None:
             return
         if isinstance(document, dict):
             return  # one object (e.g. columns of lists); `datasets` decides
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"dataset file {path!r} line {lineno} is not valid JSON ({err.msg})") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"dataset file {path!r} line {lineno} is not a JSON object")
+    json_lines(text, f"dataset file {path!r}")
 
 
 def load_train_dataset(spec: str, split: str):
@@ -83,6 +77,11 @@ def load_train_dataset(spec: str, split: str):
 
     if os.path.isfile(spec):
         check_dataset_file(spec)
+        if split != "train":  # one file is one split; reading it as another would silently train on it
+            raise ValueError(
+                f"dataset_split={split!r} does not apply to the file {spec!r}: a single file is the 'train' split; "
+                "leave dataset_split at train, or save the splits with DatasetDict.save_to_disk and give that folder"
+            )
         builder = DATASET_BUILDERS[os.path.splitext(spec)[1].lower()]
         try:
             dataset = load_dataset(builder, data_files=spec, split="train")
@@ -103,6 +102,10 @@ def load_train_dataset(spec: str, split: str):
     elif spec.startswith(("/", ".", "~")) or spec.endswith((*DATASET_BUILDERS, "/")):
         raise ValueError(f"dataset {spec!r} does not exist (no such file or folder)")
     else:
+        from ..preflight import check_hub_dataset
+
+        # offline: one line at once; online: a bounded wait, not ~50 s of retries
+        check_hub_dataset(spec, "dataset")
         dataset = load_dataset(spec, split=split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise ValueError(f"dataset {spec!r} has no records")

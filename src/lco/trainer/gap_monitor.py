@@ -18,7 +18,9 @@ definitions, the sampling when ``gap_every > 1`` and the memory cost.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,12 +139,12 @@ class GapMonitor(TrainerCallback):
 
     # ------------------------------------------------------------------ during the step
 
-    def accumulate(self, module: torch.nn.Module, inputs: dict) -> None:
-        """Add one micro-batch's per-class score sums (two backward passes at most)."""
+    def accumulate(self, module: torch.nn.Module, inputs: dict, rewards: torch.Tensor) -> None:
+        """Add one micro-batch's per-class score sums (two backward passes at most); ``rewards`` are its
+        rows' weighted sequence rewards ``[B]``, NaN where no reward function scored."""
         self._pending = True
         if self._module is not module:
             self._module, self._params = module, policy_parameters(module)
-        rewards = inputs["sequence_rewards"]
         scored = ~torch.isnan(rewards)  # rows every reward function declined to score are left out
         self._reward_values.update(float(v) for v in rewards[scored].unique())
         if not binary_rewards(self._reward_values):
@@ -352,3 +354,44 @@ class StepSizeGuard(TrainerCallback):
                 stacklevel=2,
             )
             self._last_warning_step, self.exceeded = record.step, 0
+
+
+def build_gap_monitor(
+    args, token_logps, accelerator, metrics: dict
+) -> tuple[GapMonitor, StepSizeGuard | None]:
+    """The Gradient-Gap monitor of ``gap_every`` and, unless ``gap_step_guard="off"``, its step-size guard."""
+    guard_on = args.gap_step_guard != "off"
+    monitor = GapMonitor(args.gap_every, token_logps, accelerator, metrics, keep_log_ratios=guard_on)
+    if not guard_on:
+        return monitor, None
+    guard = StepSizeGuard(
+        monitor,
+        args.gap_step_guard,
+        args.gap_step_guard_tolerance,
+        args.gap_step_guard_min_lr_scale,
+        max_length=args.max_completion_length,
+        metrics=metrics,
+    )
+    return monitor, guard
+
+
+def save_gap_state(folder: str, monitor: GapMonitor, guard: StepSizeGuard | None) -> None:
+    """M(K), J(0) and the guard's lr scale into ``folder`` (:data:`GAP_STATE_FILE`), to continue on resume
+    as TRL does for its entropy controller."""
+    state = {"monitor": monitor.state_dict()}
+    if guard is not None:
+        state["step_guard"] = guard.state_dict()
+    with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
+        json.dump(state, f)
+
+
+def load_gap_state(checkpoint: str, monitor: GapMonitor, guard: StepSizeGuard | None) -> None:
+    """The state :func:`save_gap_state` wrote into ``checkpoint``, if it wrote one."""
+    path = os.path.join(checkpoint, GAP_STATE_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        state = json.load(f)
+    monitor.load_state_dict(state["monitor"])
+    if guard is not None and "step_guard" in state:
+        guard.load_state_dict(state["step_guard"])

@@ -53,7 +53,10 @@ def check_report_to(report_to) -> None:
 
 
 def check_lco_beta(beta: float) -> None:
-    """β small enough that 1/β overflows float32 makes the target logits z* of eq. 7 infinite."""
+    """β finite (β = ∞ makes A/β = 0: z* = z_old, nothing is learned), and large enough that 1/β is a
+    finite float32 (else the target logits z* of eq. 7 are infinite)."""
+    if not math.isfinite(beta):
+        raise ValueError(f"lco_beta must be a finite number > 0 (β of eq. 2), got {beta}")
     if math.isfinite(beta) and 0 < beta < MIN_LCO_BETA:
         raise ValueError(
             f"lco_beta={beta:g} is too small: the LCO loss computes z* = z_old + A/β (eq. 7) in float32, where "
@@ -61,13 +64,69 @@ def check_lco_beta(beta: float) -> None:
         )
 
 
+def reads_trl_beta(objective: str) -> bool:
+    """Whether ``objective`` trains with TRL's own GRPO loss, the one that reads TRL's KL weight ``beta``."""
+    from ..objectives.registry import OBJECTIVE_SPECS
+
+    return "loss_type" in OBJECTIVE_SPECS[objective].grpo_config
+
+
+def check_trl_beta(args) -> None:
+    """TRL's ``beta`` (the KL weight of GRPO's loss) is valid, and not set where the objective ignores it."""
+    beta = args.beta
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta (TRL's KL weight) must be a finite number >= 0, got {beta}")
+    if beta != 0 and not reads_trl_beta(args.objective):
+        hint = (
+            "LCO's β is lco_beta"
+            if args.objective.startswith("lco_")
+            else "it applies to grpo, dapo, dr_grpo, gspo, cispo"
+        )
+        if args.objective == "ppo":
+            hint = "PPO's KL penalty is ppo_kl_coef"
+        raise ValueError(
+            f"beta={beta:g} is TRL's KL weight for its GRPO-family losses; objective={args.objective!r} ignores it "
+            f"({hint}); remove beta"
+        )
+
+
+def check_max_steps(args) -> None:
+    """``max_steps=0`` would train nothing, yet transformers counts it as "use num_train_epochs"."""
+    if args.max_steps == 0:
+        raise ValueError(
+            "max_steps=0 trains nothing; set max_steps >= 1, or -1 to train for num_train_epochs epochs"
+        )
+
+
+def check_support_k(args, model) -> None:
+    """``lco_support_k`` fits the policy's vocabulary (read from a local folder's config.json)."""
+    if args.lco_support != "top_k" or not isinstance(model, (str, os.PathLike)):
+        return
+    config_path = os.path.join(os.fspath(model), "config.json")
+    if not os.path.isfile(config_path):
+        return  # a hub id: checked by the loss once the policy is loaded
+    import json
+
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    if isinstance(vocab, int) and args.lco_support_k > vocab:
+        raise ValueError(
+            f"lco_support_k={args.lco_support_k} is larger than the policy's vocabulary ({vocab} tokens in "
+            f"{config_path}); use lco_support_k <= {vocab}, or lco_support='full' for the whole vocabulary"
+        )
+
+
 def check_before_loading(args, model, auxiliary_paths: dict[str, str]) -> None:
     """Every check on an ``LCOConfig`` and the model paths that needs no model loaded."""
     check_lco_beta(args.lco_beta)
+    check_trl_beta(args)
+    check_max_steps(args)
     check_report_to(args.report_to)
     check_writable_dir(args.output_dir, "output_dir")
     if isinstance(model, (str, os.PathLike)):
         check_model_path(model, "model")
+        check_support_k(args, model)
     for role, path in auxiliary_paths.items():
         check_model_path(path, _ROLE_ARGUMENTS.get(role, f"the {role} model"))
 

@@ -1,16 +1,20 @@
 """``LCOTrainer``: TRL's ``GRPOTrainer`` with LCO and the paper's baselines as one config switch.
 
 The trainer only wires. Generation, reward functions, vLLM, accelerate/DeepSpeed and logging are
-TRL's. What an objective × advantage needs is its row of :mod:`lco.objectives.registry`; the
-trainer reads the row and never branches on the objective's or the advantage's name.
+TRL's. What an objective × advantage needs, and the functions that compute it, are its rows of
+:mod:`lco.objectives.registry`; the trainer reads the rows and never branches on a name.
 
-At generation time (:meth:`LCOTrainer._generate_and_score_completions`) it puts into the batch what
-the row asks for — the old policy's final hidden states and a copy of its head when rollouts are
-reused (never its ``[B, T, V]`` logits), the reward models' or teacher's hidden states and heads,
-the critic's values and PPO's old/reference log-probs — and builds the token advantages with the
-row's builder from :mod:`lco.advantages`. With ``lco_anchor_update_steps`` ≠ 1 the "old policy" is
-the frozen snapshot of :mod:`lco.trainer.anchor`, on every batch. At loss time (:meth:`LCOTrainer._objective_loss`) it
-hands those tensors to a pure objective:
+At generation time (:meth:`LCOTrainer._generate_and_score_completions`) it runs the frozen models
+the rows ask for and puts one typed :class:`~lco.objectives.rollout.Rollout` per completion into
+the batch (under :data:`~lco.objectives.rollout.ROLLOUT_KEY`): z_old from the old policy or the
+anchor when rollouts are reused or an anchor is kept (its final hidden states and a copy of its
+head, never its ``[B, T, V]`` logits), the reward models' or teacher's hidden states and heads, the
+critic's values and PPO's old/reference log-probs, and the token advantages of the row's builder
+(:mod:`lco.objectives.token_advantages`). With ``lco_anchor_update_steps`` ≠ 1 the "old policy" is
+the frozen snapshot of :mod:`lco.trainer.anchor`, on every batch. At loss time
+(:meth:`LCOTrainer._objective_loss`) it calls the row's loss (:mod:`lco.objectives.losses`) with
+the batch and a :class:`~lco.objectives.losses.LossContext` — the policy's forward, TRL's own loss,
+the critic, the config — and logs the metrics it returns:
 
 =============================  =================================================================
 objective                      loss
@@ -33,9 +37,8 @@ of ``head_chunk_size`` tokens at a time, inside the model's patched forward
 from __future__ import annotations
 
 import copy
-import json
-import logging
 import os
+from collections.abc import Callable
 
 import torch
 from accelerate.utils import is_peft_model
@@ -45,41 +48,31 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 
-from ..advantages import (
-    normalize_advantages,
-    ppo_gae_advantages,
-    ppo_token_rewards,
-    reinforce_advantages,
-)
-from ..objectives.fused import (
-    SparseAdvantages,
-    default_chunk_size,
-    dpo_advantage_chunks,
-    fused_lco_loss,
-    logprob_advantage_chunks,
-)
-from ..objectives.heads import chunked_distribution_loss, chunked_token_stats, head_logit_chunks
-from ..objectives.policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
-from ..objectives.reduction import masked_mean
+from ..objectives.fused import default_chunk_size
+from ..objectives.heads import chunked_token_stats
+from ..objectives.losses import LossBatch, LossContext, Metrics, TokenMean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
-from ..vocabularies import vocabulary_difference
+from ..objectives.rollout import ROLLOUT_KEY, Head, HiddenStates, OldLogits, Rollout
+from ..objectives.token_advantages import AdvantageInputs
 from .anchor import PolicyAnchor
+from .auxiliary_models import TEACHER, auxiliary_model_paths, check_vocabularies
 from .checkpoints import resolve_resume_checkpoint, staged_save
 from .config import LCOConfig
 from .data import check_train_dataset
-from .gap_monitor import GAP_STATE_FILE, GapMonitor, StepSizeGuard
-from .guard import NonFiniteGuard
+from .dynamics import gradient_norms_by_sign
+from .gap_monitor import GapMonitor, build_gap_monitor, load_gap_state, save_gap_state
+from .guard import NonFiniteGuard, checked_reward_funcs
 from .hidden_state_forward import add_hidden_state_head, head_outputs
 from .preflight import check_before_loading
 from .value_head import attach_value_head, load_value_head, save_value_head
 
-logger = logging.getLogger(__name__)
+__all__ = ["LCOTrainer", "auxiliary_model_paths", "check_vocabularies"]
+
 # The anchor's default is not the paper's (the demo's stability study chose it); say so where it is refused.
 _ANCHOR_DEFAULT_HINT = (
     " (0, the initial policy, is LCOConfig's default, chosen by the stability study in docs/demo.md; "
     "lco_preset='paper' restores the paper's per-step anchor)"
 )
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 class LCOTrainer(GRPOTrainer):
@@ -146,11 +139,12 @@ class LCOTrainer(GRPOTrainer):
                 "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
                 + _ANCHOR_DEFAULT_HINT
             )
-        self._guard = NonFiniteGuard(args.max_nonfinite_steps)
+        teach = self._spec.uses_advantage and self._advantage.uses_outcome_reward  # else rewards are only logged
+        self._guard = NonFiniteGuard(args.max_nonfinite_steps, rewards_teach=teach)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
             model=model,
-            reward_funcs=reward_funcs,
+            reward_funcs=checked_reward_funcs(reward_funcs),  # a raise / None / wrong type: one line (guard.py)
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
@@ -168,7 +162,9 @@ class LCOTrainer(GRPOTrainer):
         add_hidden_state_head(policy)
         self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
         self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
-        self._aux_models = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
+        frozen = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
+        self._reward_models = tuple(frozen[role] for role in self._advantage.reward_models)
+        self._teacher = frozen.get(TEACHER)
         self._anchor: PolicyAnchor | None = None
         if anchor is not None:
             self._anchor = PolicyAnchor(
@@ -182,8 +178,10 @@ class LCOTrainer(GRPOTrainer):
             hidden = policy.config.get_text_config().hidden_size
             # The critic: a value head on the policy's final hidden states, saved apart (value_head.py)
             attach_value_head(policy, hidden)
-        if self._spec.needs_reference and args.ppo_kl_coef > 0 and "ppo_reference" not in self._aux_models:
-            self._aux_models["ppo_reference"] = self._load_frozen(policy.config._name_or_path)
+        self._reference = None  # the frozen initial policy of PPO's per-token KL penalty
+        if self._spec.needs_reference and args.ppo_kl_coef > 0:
+            self._reference = self._load_frozen(policy.config._name_or_path)
+        self._divergence = self._spec.distill_per_token(args) if self._spec.distill_per_token else None
         self._dynamics_norms: dict[str, float] = {}
         self._last_rewards: torch.Tensor | None = None
         self._gap_monitor = self._add_gap_monitor() if args.gap_every > 0 else None
@@ -247,79 +245,117 @@ class LCOTrainer(GRPOTrainer):
         return self.args.gradient_accumulation_steps % generate_every != 0
 
     def _generate_and_score_completions(self, inputs):
-        """TRL's batch plus what the objective × advantage needs at loss time (see the module docstring).
+        """TRL's batch plus the row's :class:`Rollout`, one record per completion under ``ROLLOUT_KEY``.
 
-        Heads travel with the batch as ``<role>_head``: one ``(weight, bias)`` reference per completion
-        (all the same tensors), because TRL shuffles and splits every batch value along its first axis.
+        One record per completion, because TRL shuffles and splits every batch value along its first
+        axis (:meth:`Rollout.split`: row views, the heads shared); the loss collates its micro-batch's.
         """
         try:
             output = super()._generate_and_score_completions(inputs)
         except RuntimeError as err:  # sampling from NaN/inf probabilities is a divergence, said so
             self._guard.check_sampling_error(err, self.state.global_step, self.args.output_dir)
             raise
-        args = self.args
-        input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
-        attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
-        k = output["completion_ids"].size(1)
-        saved: dict[str, list[torch.Tensor]] = {}
-        heads: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-
-        def save(key, value):
-            saved.setdefault(key, []).append(value)
-
-        # Evaluation batches are scored once, by the current policy: there is no old policy to keep.
-        # With an anchor snapshot (lco_anchor_update_steps != 1) z_old is always the snapshot's.
-        needs_old_hidden = (
-            self._spec.needs_old_hidden
-            and self.model.training
-            and (self._anchor is not None or self._reuses_rollouts())
-        )
-        old_policy = self.model if self._anchor is None else self._anchor.snapshot
-        needs_values = self._spec.needs_values
-        batch = args.per_device_train_batch_size
-        with torch.no_grad():
-            for s in range(0, input_ids.size(0), batch):
-                ids, am = input_ids[s : s + batch], attention_mask[s : s + batch]
-                if needs_old_hidden:
-                    h, w, b = self._hidden_and_head(old_policy, ids, am, k)
-                    save("old_hidden", h)
-                    if s == 0:  # a copy: the optimizer (or the anchor's refresh) updates the head in place
-                        heads["old"] = (w.clone(), None if b is None else b.clone())
-                if needs_values:
-                    h, w, b = self._hidden_and_head(self.model, ids, am, k)
-                    save("old_values", self._value_head()(h.float()).squeeze(-1))
-                    old_logps, _ = chunked_token_stats(
-                        h,
-                        w,
-                        b,
-                        output["completion_ids"][s : s + batch],
-                        self._chunk_for_hidden(h),
-                        self.temperature,
-                    )
-                    save("ppo_old_logps", old_logps)
-                for role, model in self._aux_models.items():
-                    h, w, b = self._hidden_and_head(model, ids, am, k)
-                    if role == "ppo_reference":
-                        logps, _ = chunked_token_stats(
-                            h,
-                            w,
-                            b,
-                            output["completion_ids"][s : s + batch],
-                            self._chunk_for_hidden(h),
-                            self.temperature,
-                        )
-                        save("ref_logps", logps)
-                    else:
-                        save(f"{role}_hidden", h)
-                        heads[role] = (w, b)
-        for key, pieces in saved.items():
-            output[key] = torch.cat(pieces)
-        for role, head in heads.items():
-            output[f"{role}_head"] = [head] * input_ids.size(0)
-        self._attach_token_advantages(output)
-        if self._gap_monitor is not None:
-            output["sequence_rewards"] = self._gap_sequence_rewards(output["advantages"].numel())
+        output[ROLLOUT_KEY] = self._rollout(output).split()
         return output
+
+    def _rollout(self, output: dict) -> Rollout:
+        """What the objective × advantage rows ask to keep from generation time (module docstring)."""
+        tokens = output["completion_ids"]
+
+        def token_logps(h, w, b, rows):
+            return chunked_token_stats(h, w, b, tokens[rows], self._chunk_for_hidden(h), self.temperature)[0]
+
+        old_values = old_logps = ref_logps = None
+        if self._spec.needs_values:
+            value_head = self._value_head()
+            old_values, old_logps = self._no_grad_pass(
+                output,
+                self.model,
+                lambda h, w, b, rows: (value_head(h.float()).squeeze(-1), token_logps(h, w, b, rows)),
+            )
+        if self._reference is not None:
+            (ref_logps,) = self._no_grad_pass(output, self._reference, lambda *a: (token_logps(*a),))
+        reward_models = tuple(self._hidden_states(output, model) for model in self._reward_models)
+        n_local = output["advantages"].numel()
+        all_rewards, _ = self._sequence_rewards(n_local)
+        built = self._spec.token_advantages(
+            AdvantageInputs(
+                advantages=output["advantages"],
+                completion_ids=tokens,
+                completion_mask=output["completion_mask"],
+                rewards=all_rewards,
+                start=self.accelerator.process_index * n_local,
+                group=self.num_generations if self.model.training else self.num_generations_eval,
+                config=self.args,
+                chunk_size=self._chunk_for,
+                advantage_rows=self._advantage.rows,
+                dense_advantage=self._advantage.dense,
+                reward_models=reward_models,
+                old_logps=old_logps,
+                ref_logps=ref_logps,
+                old_values=old_values,
+            )
+        )
+        if built.advantages is not None:  # REINFORCE's baseline replaces TRL's sequence advantage
+            output["advantages"] = built.advantages
+        return Rollout(
+            token_advantages=built.token_advantages,
+            z_old=self._z_old(output),
+            reward_models=reward_models,
+            teacher=None if self._teacher is None else self._hidden_states(output, self._teacher),
+            old_logps=old_logps,
+            ref_logps=ref_logps,
+            old_values=old_values,
+            returns=built.returns,
+            sequence_rewards=None if self._gap_monitor is None else self._gap_sequence_rewards(n_local),
+        )
+
+    def _z_old_source(self) -> tuple[str, nn.Module] | None:
+        """Which model's logits are z_old for this generation batch: ``(label, module)``, or ``None`` when
+        the loss's current logits, detached, serve (on-policy). Evaluation batches are scored once, by the
+        current policy: there is no old policy to keep. With an anchor, z_old is always the snapshot's."""
+        if not (self._spec.needs_old_hidden and self.model.training):
+            return None
+        if self._anchor is not None:
+            return "anchor", self._anchor.snapshot
+        return ("policy", self.model) if self._reuses_rollouts() else None
+
+    def _z_old(self, output: dict) -> OldLogits | None:
+        """z_old (eq. 7) as the loss will read it, from :meth:`_z_old_source`'s final hidden states and head."""
+        source = self._z_old_source()
+        if source is None:
+            return None
+        label, model = source
+        # a copy of the head: the optimizer (or the anchor's refresh) updates it in place
+        states = self._hidden_states(output, model, copy_head=True)
+        T = self.temperature if self.args.lco_temperature_consistent else 1.0
+        return OldLogits(states.hidden, states.head, source=label, temperature=T)
+
+    def _hidden_states(self, output: dict, model: nn.Module, copy_head: bool = False) -> HiddenStates:
+        """``model``'s final hidden states at the completion positions and its head (the policy's V rows)."""
+        heads = []
+
+        def keep(h, w, b, rows):
+            heads.append((w, b))
+            return (h,)
+
+        (hidden,) = self._no_grad_pass(output, model, keep)
+        w, b = heads[0]
+        if copy_head:
+            w, b = w.clone(), None if b is None else b.clone()
+        return HiddenStates(hidden, Head(w, b))
+
+    def _no_grad_pass(self, output: dict, model: nn.Module, fn: Callable) -> tuple[torch.Tensor, ...]:
+        """``fn(h, W, b, rows)`` on ``model``'s detached final hidden states and head, without grad,
+        ``per_device_train_batch_size`` completions at a time; each returned tensor concatenated over rows."""
+        ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        am = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        k, batch, pieces = output["completion_ids"].size(1), self.args.per_device_train_batch_size, []
+        with torch.no_grad():
+            for s in range(0, ids.size(0), batch):
+                rows = slice(s, s + batch)
+                pieces.append(fn(*self._hidden_and_head(model, ids[rows], am[rows], k), rows))
+        return tuple(torch.cat(parts) for parts in zip(*pieces, strict=True))
 
     def _chunk_for(self, n_tokens: int, hidden_size: int | None = None, device=None) -> int:
         """Tokens per chunk of a head path over ``n_tokens`` rows: the user's ``head_chunk_size``, else
@@ -334,61 +370,20 @@ class LCOTrainer(GRPOTrainer):
     def _value_head(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.model).lco_value_head
 
-    def _sequence_rewards(self, n_local: int) -> torch.Tensor:
-        """This process's slice of the weighted sequence rewards of the last generation batch."""
+    def _sequence_rewards(self, n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted sequence rewards of the last generation batch: every process's ``[N]``, and this
+        process's slice ``[n_local]`` (NaN, where no reward function scored, counts as 0)."""
         weights = self.reward_weights.to(self._last_rewards.device)
         rewards = torch.nan_to_num((self._last_rewards * weights.unsqueeze(0)).nansum(dim=1))
         start = self.accelerator.process_index * n_local
         return rewards, rewards[start : start + n_local]
 
-    def _attach_token_advantages(self, output: dict) -> None:
-        """Token advantages ``[B, T]`` for the sampled tokens, by the objective's builder."""
-        builders = {
-            "sequence": self._sequence_token_advantages,
-            "leave_one_out": self._leave_one_out_token_advantages,
-            "gae": self._gae_token_advantages,
-        }
-        builders[self._spec.token_advantages](output)
-
-    def _leave_one_out_token_advantages(self, output: dict) -> None:
-        """REINFORCE: TRL's advantage replaced by the leave-one-out (or batch-mean) baseline's."""
-        n_local = output["advantages"].numel()
-        all_rewards, _ = self._sequence_rewards(n_local)
-        group = self.num_generations if self.model.training else self.num_generations_eval
+    def _gap_sequence_rewards(self, n_local: int) -> torch.Tensor:
+        """This process's weighted sequence rewards, NaN where every reward function declined to score."""
+        _, rewards = self._sequence_rewards(n_local)
         start = self.accelerator.process_index * n_local
-        output["advantages"] = reinforce_advantages(all_rewards, group)[start : start + n_local]
-        self._sequence_token_advantages(output)
-
-    def _gae_token_advantages(self, output: dict) -> None:
-        """PPO: per-token KL folded into the last-token reward, GAE with the critic, whitened."""
-        args = self.args
-        mask = output["completion_mask"].float()
-        _, rewards = self._sequence_rewards(output["advantages"].numel())
-        token_rewards = ppo_token_rewards(
-            rewards, mask, output["ppo_old_logps"], output.get("ref_logps"), args.ppo_kl_coef
-        )
-        output["token_advantages"], output["returns"] = ppo_gae_advantages(
-            token_rewards, output["old_values"], mask, args.ppo_gamma, args.ppo_lam
-        )
-
-    def _sequence_token_advantages(self, output: dict) -> None:
-        """The sequence advantage on every token, or a reward model's advantage read at the sampled token."""
-        mask = output["completion_mask"].float()
-        if self._advantage.rows is None:
-            output["token_advantages"] = output["advantages"].unsqueeze(-1) * mask
-            return
-        # dpo_token is eq. 13 read at the sampled token; for the dense advantages this value is
-        # only the sign split of the dynamics metrics, after the normalisation the loss applies.
-        normalization = self.args.advantage_normalization if self._advantage.dense else "none"
-        rows = self._dense_advantage_rows(output)
-        actions = output["completion_ids"].reshape(-1)
-        picked = []
-        chunk = self._chunk_for(actions.numel())
-        for start in range(0, actions.numel(), chunk):
-            end = min(start + chunk, actions.numel())
-            dense = normalize_advantages(rows(start, end), normalization)
-            picked.append(dense.gather(-1, actions[start:end, None]).squeeze(-1))
-        output["token_advantages"] = torch.cat(picked).view_as(mask) * mask
+        unscored = torch.isnan(self._last_rewards[start : start + n_local]).all(dim=1)
+        return rewards.masked_fill(unscored.to(rewards.device), float("nan"))
 
     # ------------------------------------------------------------------ loss time
 
@@ -400,27 +395,66 @@ class LCOTrainer(GRPOTrainer):
         if self._gap_monitor is not None and self._gap_monitor.due(
             self.state.global_step, self.model.training
         ):
-            self._gap_monitor.accumulate(self.accelerator.unwrap_model(model), inputs)
+            rewards = Rollout.collate(inputs[ROLLOUT_KEY]).sequence_rewards
+            self._gap_monitor.accumulate(self.accelerator.unwrap_model(model), inputs, rewards)
         return self._objective_loss(model, inputs)
 
     def _objective_loss(self, model, inputs):
-        if self._spec.loss == "trl":
-            if self._advantage.rows is not None:
-                # a per-token advantage read from the reward models replaces TRL's sequence advantage
-                inputs = {**inputs, "advantages": inputs["token_advantages"]}
-            return self._compute_loss(model, inputs)
-        losses = {
-            "lco": self._lco_loss,
-            "ppo": self._ppo_loss,
-            "reinforce": self._reinforce_loss,
-            "sft": self._sft_loss,
-            "distillation": self._distillation_loss,
-        }
-        loss = losses[self._spec.loss](model, inputs)
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["lco/objective"].append(float(loss.detach()))
-        normalizer = self._accumulation_steps() if mode == "train" else 1.0
-        return loss / normalizer
+        """The row's loss on one micro-batch (scaled for gradient accumulation); logs its metrics."""
+        ids, am, k, mask = self._sequence_inputs(inputs)
+        batch = LossBatch(
+            completion_ids=inputs["completion_ids"],
+            mask=mask,
+            advantages=inputs["advantages"],
+            rollout=Rollout.collate(inputs[ROLLOUT_KEY]),
+            inputs=inputs,
+        )
+        training = self.model.training
+        ctx = LossContext(
+            forward=lambda head_fn: head_outputs(model, ids, am, k, head_fn),
+            base_loss=lambda batch_inputs: self._compute_loss(model, batch_inputs),
+            config=self.args,
+            temperature=self.temperature,
+            chunk_size=self._chunk_for_hidden,
+            accumulation_steps=self._accumulation_steps() if training else 1.0,
+            advantage_rows=self._advantage.rows,
+            dense_advantage=self._advantage.dense,
+            clip=(self.epsilon_low, self.epsilon_high),
+            value_head=self._value_head() if self._spec.needs_values else None,
+            divergence=self._divergence,
+        )
+        loss, metrics = self._spec.loss(batch, ctx)
+        self._log_metrics(metrics)
+        return loss
+
+    def _log_metrics(self, metrics: Metrics) -> None:
+        """Append a loss's metrics; a :class:`TokenMean` is reduced over every process's tokens."""
+        logged = self._metrics["train" if self.model.training else "eval"]
+        for name, value in metrics.items():
+            if isinstance(value, TokenMean):
+                pair = torch.stack([(value.values * value.weights).sum(), value.weights.sum()])
+                totals = self.accelerator.gather(pair.reshape(1, 2)).sum(0)
+                value = float(totals[0] / totals[1].clamp(min=1.0))
+            logged[name].append(value)
+
+    def _completion_token_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π_θ(o_t | q, o_<t) of the completion tokens ``[B, T]`` (with grad, sampling temperature), and
+        the mask of the tokens the policy generated (tool outputs excluded)."""
+        ids, am, k, mask = self._sequence_inputs(inputs)
+        tokens = inputs["completion_ids"]
+
+        def head_fn(h, w, b):
+            return chunked_token_stats(h, w, b, tokens, self._chunk_for_hidden(h), self.temperature)[0]
+
+        return head_outputs(model, ids, am, k, head_fn), mask.float()
+
+    def _sequence_inputs(self, inputs):
+        """Prompt + completion ids and attention mask, the completion length, and the loss mask."""
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        am = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        tool_mask = inputs.get("tool_mask")  # TRL's: 0 on tool outputs
+        mask = inputs["completion_mask"] if tool_mask is None else inputs["completion_mask"] * tool_mask
+        return ids, am, inputs["completion_ids"].size(1), mask
 
     # ------------------------------------------------------------------ training dynamics (Figs. 3–6)
 
@@ -436,34 +470,22 @@ class LCOTrainer(GRPOTrainer):
         )
 
     def _log_gradient_norms_by_sign(self, model, inputs) -> None:
-        """‖∇_θ L‖ restricted to tokens with A > 0 and with A < 0, by two separate backward passes.
-
-        Run on the unwrapped module with ``torch.autograd.grad`` so that neither ``.grad`` nor the
-        DDP reducer sees these passes; the metrics they would log are discarded. The sign selects
-        the loss's tokens through ``tool_mask`` (multiplying one TRL put there), which every loss
-        reads as ``completion_mask * tool_mask`` (TRL's ``_compute_loss`` and ``_sequence_inputs``);
-        ``completion_mask`` is also the attention mask and stays whole, so each pass sees the same
-        context as the training step.
-        """
-        module = self.accelerator.unwrap_model(model)
-        params = [p for p in module.parameters() if p.requires_grad]
-        token_adv = inputs["token_advantages"]
-        snapshot = {k: len(v) for k, v in self._metrics["train"].items()}
-        for sign, selected in (("pos", token_adv > 0), ("neg", token_adv < 0)):
-            keep = selected.to(inputs["completion_mask"].dtype)
-            masked = {**inputs, "tool_mask": inputs["tool_mask"] * keep if "tool_mask" in inputs else keep}
-            norm = torch.zeros((), device=token_adv.device)
-            if bool(selected.any()):
-                loss = self._objective_loss(module, masked)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
-                # undo the gradient-accumulation scaling so the norm is per optimizer step
-                norm = norm * self._accumulation_steps()
-            self._dynamics_norms[sign] = float(self.accelerator.gather(norm.reshape(1)).mean())
-        for key in list(self._metrics["train"]):
-            del self._metrics["train"][key][snapshot.get(key, 0) :]
+        """``lco/grad_norm_pos`` / ``_neg`` (:func:`lco.trainer.dynamics.gradient_norms_by_sign`); the
+        metrics the two extra loss passes would log are discarded."""
+        metrics = self._metrics["train"]
+        snapshot = {k: len(v) for k, v in metrics.items()}
+        self._dynamics_norms = gradient_norms_by_sign(
+            self._objective_loss,
+            self.accelerator.unwrap_model(model),
+            inputs,
+            Rollout.collate(inputs[ROLLOUT_KEY]).token_advantages,
+            self._accumulation_steps(),
+            self.accelerator.gather,
+        )
+        for key in list(metrics):
+            del metrics[key][snapshot.get(key, 0) :]
         for sign, value in self._dynamics_norms.items():
-            self._metrics["train"][f"lco/grad_norm_{sign}"].append(value)
+            metrics[f"lco/grad_norm_{sign}"].append(value)
 
     # ------------------------------------------------------------------ Gradient-Gap metrics (lco.gap)
 
@@ -476,23 +498,12 @@ class LCOTrainer(GRPOTrainer):
                 "gap_every > 0 needs every process to hold the full parameters (one device or DDP, DeepSpeed "
                 "ZeRO-1/2): it copies θ and takes score gradients on the unwrapped module, which FSDP and ZeRO-3 shard"
             )
-        metrics = self._metrics["train"]
-        guard_on = args.gap_step_guard != "off"
-        monitor = GapMonitor(
-            args.gap_every, self._completion_token_logps, self.accelerator, metrics, keep_log_ratios=guard_on
+        monitor, self._step_guard = build_gap_monitor(
+            args, self._completion_token_logps, self.accelerator, self._metrics["train"]
         )
-        self.add_callback(monitor)
-        self._step_guard = None
-        if guard_on:
-            self._step_guard = StepSizeGuard(
-                monitor,
-                args.gap_step_guard,
-                args.gap_step_guard_tolerance,
-                args.gap_step_guard_min_lr_scale,
-                max_length=args.max_completion_length,
-                metrics=metrics,
-            )
-            self.add_callback(self._step_guard)
+        for callback in (monitor, self._step_guard):
+            if callback is not None:
+                self.add_callback(callback)
         return monitor
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None):
@@ -507,19 +518,13 @@ class LCOTrainer(GRPOTrainer):
 
     def _write_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        folder = os.path.join(
+            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        )
         if self._gap_monitor is not None and self.args.should_save:
-            # M(K), J(0) and the guard's lr scale continue on resume, as TRL does for its entropy controller.
-            state = {"monitor": self._gap_monitor.state_dict()}
-            if self._step_guard is not None:
-                state["step_guard"] = self._step_guard.state_dict()
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            with open(os.path.join(folder, GAP_STATE_FILE), "w") as f:
-                json.dump(state, f)
+            save_gap_state(folder, self._gap_monitor, self._step_guard)
         if self._anchor is not None and self.args.should_save:
-            step_folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            self._anchor.save(os.path.join(self._get_output_dir(trial=trial), step_folder))
+            self._anchor.save(folder)
 
     def _save(self, output_dir=None, state_dict=None):
         super()._save(output_dir, state_dict)
@@ -537,225 +542,5 @@ class LCOTrainer(GRPOTrainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if self._anchor is not None and checkpoint is not None:
             self._anchor.load(checkpoint)
-        path = os.path.join(checkpoint, GAP_STATE_FILE) if checkpoint is not None else None
-        if self._gap_monitor is not None and path is not None and os.path.exists(path):
-            with open(path) as f:
-                state = json.load(f)
-            self._gap_monitor.load_state_dict(state["monitor"])
-            if self._step_guard is not None and "step_guard" in state:
-                self._step_guard.load_state_dict(state["step_guard"])
-
-    def _gap_sequence_rewards(self, n_local: int) -> torch.Tensor:
-        """This process's weighted sequence rewards, NaN where every reward function declined to score."""
-        _, rewards = self._sequence_rewards(n_local)
-        start = self.accelerator.process_index * n_local
-        unscored = torch.isnan(self._last_rewards[start : start + n_local]).all(dim=1)
-        return rewards.masked_fill(unscored.to(rewards.device), float("nan"))
-
-    def _completion_token_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """log π_θ(o_t | q, o_<t) of the completion tokens ``[B, T]`` (with grad, sampling temperature), and
-        the mask of the tokens the policy generated (tool outputs excluded)."""
-        ids, am, k, mask = self._sequence_inputs(inputs)
-        tokens = inputs["completion_ids"]
-
-        def head_fn(h, w, b):
-            return chunked_token_stats(h, w, b, tokens, self._chunk_for_hidden(h), self.temperature)[0]
-
-        return head_outputs(model, ids, am, k, head_fn), mask.float()
-
-    def _sequence_inputs(self, inputs):
-        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-        am = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
-        return ids, am, inputs["completion_ids"].size(1), mask
-
-    def _dense_advantage_rows(self, inputs):
-        """The dense advantage over the vocabulary (eq. 13 or 12), chunk by chunk, from saved hidden states."""
-        if self._advantage.rows == "dpo":
-            (w_d, b_d), (w_r, b_r) = inputs["dpo_head"][0], inputs["ref_head"][0]
-            return dpo_advantage_chunks(
-                dpo_hidden=_flat(inputs["dpo_hidden"]),
-                dpo_weight=w_d,
-                dpo_bias=b_d,
-                ref_hidden=_flat(inputs["ref_hidden"]),
-                ref_weight=w_r,
-                ref_bias=b_r,
-            )
-        return logprob_advantage_chunks(_flat(inputs["dpo_hidden"]), *inputs["dpo_head"][0])
-
-    def _lco_sources(self, inputs) -> dict:
-        """The fused-loss arguments for one micro-batch: the advantage source, z_old and the actions.
-
-        z_old is ``None`` on-policy (the current logits, detached: no extra pass); on reused rollouts
-        or with an anchor snapshot it is the old policy's (the snapshot's) saved hidden states times
-        its head, both carried in the batch; divided by T when ``lco_temperature_consistent``.
-        """
-        actions = inputs["completion_ids"].reshape(-1)
-        if self._advantage.dense:
-            advantages = self._dense_advantage_rows(inputs)
-        else:
-            advantages = SparseAdvantages(inputs["token_advantages"].reshape(-1), actions)
-        old_logits = None
-        if "old_hidden" in inputs:
-            old_logits = head_logit_chunks(inputs["old_hidden"], *inputs["old_head"][0])
-            if self.args.lco_temperature_consistent:
-                old_rows, T = old_logits, self.temperature
-
-                def old_logits(start, end):
-                    return old_rows(start, end) / T
-
-        return {"advantages": advantages, "old_logits": old_logits, "actions": actions}
-
-    def _lco_options(self) -> dict:
-        """The stability options of LCOConfig as fused_lco_loss arguments (docs/trainer.md)."""
-        args = self.args
-        support = {"full": None, "top_k": args.lco_support_k, "sampled": "sampled"}[args.lco_support]
-        # The logged entropy is H(softmax(z/T)) for every method (TRL logs z/T); with the
-        # temperature-consistent loss the fused loss already sees z/T.
-        stats_temperature = 1.0 if args.lco_temperature_consistent else self.temperature
-        return {
-            "beta_negative": args.lco_beta_negative,
-            "support": support,
-            "stats_temperature": stats_temperature,
-        }
-
-    def _lco_loss(self, model, inputs):
-        args = self.args
-        ids, am, k, mask = self._sequence_inputs(inputs)
-        sources = self._lco_sources(inputs)
-        options = self._lco_options()
-        T = self.temperature if args.lco_temperature_consistent else 1.0
-
-        def head_fn(h, w, b):
-            if T != 1.0:
-                # z/T = (h/T)·Wᵀ + b/T: the fused kernel sees z/T, autograd carries the 1/T back to h and b.
-                h, b = h / T, (None if b is None else b / T)
-            return fused_lco_loss(
-                _flat(h),
-                w,
-                bias=b,
-                loss=args.objective,
-                beta=args.lco_beta,
-                normalization=args.advantage_normalization,
-                mask=mask.reshape(-1).bool(),
-                chunk_size=self._chunk_for_hidden(h),
-                return_stats=True,
-                **sources,
-                **options,
-            )
-
-        loss, stats = head_outputs(model, ids, am, k, head_fn)
-        self._log_lco_stats(stats, inputs["token_advantages"].reshape(-1), mask.reshape(-1).bool())
-        return loss
-
-    def _log_lco_stats(self, stats: dict, token_adv: torch.Tensor, mask: torch.Tensor) -> None:
-        mode = "train" if self.model.training else "eval"
-        metrics = self._metrics[mode]
-        gather = self.accelerator.gather
-
-        def mean_over(values: torch.Tensor, selected: torch.Tensor) -> float:
-            totals = gather(torch.stack([(values * selected).sum(), selected.sum()]).reshape(1, 2)).sum(0)
-            return float(totals[0] / totals[1].clamp(min=1.0))
-
-        m = mask.float()
-        for name in ("entropy", "kl_old", "sampled_prob"):
-            if name in stats:
-                metrics[f"lco/{name}"].append(mean_over(stats[name], m))
-        # KL(π_θ ‖ π_anchor): the anchor is the snapshot (lco_anchor_update_steps != 1), else the
-        # generating policy (0 on-policy); the same number as lco/kl_old, named for what it measures.
-        metrics["lco/kl_anchor"].append(mean_over(stats["kl_old"], m))
-        for sign, selected in (("pos", m * (token_adv > 0)), ("neg", m * (token_adv < 0))):
-            for name in ("logit_grad_sampled", "logit_grad_nonsampled"):
-                if name in stats:
-                    metrics[f"lco/{name}_{sign}"].append(mean_over(stats[name], selected))
-
-    def _token_logps(self, model, inputs):
-        """log π_θ of the completion tokens (with grad), the critic's values (PPO) and the token mask;
-        logs the entropy and the sampled token's probability."""
-        ids, am, k, mask = self._sequence_inputs(inputs)
-        tokens = inputs["completion_ids"]
-        with_values = self._spec.needs_values
-
-        def head_fn(h, w, b):
-            logps, entropy = chunked_token_stats(h, w, b, tokens, self._chunk_for_hidden(h), self.temperature)
-            values = self._value_head()(h.float()).squeeze(-1) if with_values else None
-            return logps, entropy, values
-
-        logps, entropy, values = head_outputs(model, ids, am, k, head_fn)
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["entropy"].append(float(masked_mean(entropy, mask)))
-        self._metrics[mode]["lco/sampled_prob"].append(float(masked_mean(logps.detach().exp(), mask)))
-        return logps, values, mask
-
-    def _ppo_loss(self, model, inputs):
-        args = self.args
-        logps, values, mask = self._token_logps(model, inputs)
-        adv, old_logps = inputs["token_advantages"], inputs["ppo_old_logps"]
-        pg = ppo_clip_loss(logps, old_logps, adv, self.epsilon_low, self.epsilon_high, mask)
-        vf = value_loss(values, inputs["old_values"], inputs["returns"], args.ppo_cliprange_value, mask)
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["lco/value_loss"].append(float(vf.detach()))
-        return pg + args.ppo_vf_coef * vf
-
-    def _reinforce_loss(self, model, inputs):
-        logps, _, mask = self._token_logps(model, inputs)
-        return reinforce_loss(logps, inputs["token_advantages"], mask)
-
-    def _sft_loss(self, model, inputs):
-        # imitate the completions that beat their baseline (rejection-sampling fine-tuning)
-        logps, _, mask = self._token_logps(model, inputs)
-        keep = mask * (inputs["advantages"] > 0).unsqueeze(-1)
-        return masked_mean(-logps, keep)
-
-    def _distillation_loss(self, model, inputs):
-        ids, am, k, mask = self._sequence_inputs(inputs)
-        teacher_logits = head_logit_chunks(inputs["teacher_hidden"], *inputs["teacher_head"][0])
-        per_token = self._spec.distill_per_token(self.args)
-
-        def head_fn(h, w, b):
-            return chunked_distribution_loss(
-                h, w, b, teacher_logits, per_token, mask, self._chunk_for_hidden(h), temperature=self.temperature
-            )
-
-        total = head_outputs(model, ids, am, k, head_fn)
-        return total / mask.sum().clamp(min=1.0)
-
-
-def _flat(hidden: torch.Tensor) -> torch.Tensor:
-    return hidden.reshape(-1, hidden.shape[-1])
-
-
-def auxiliary_model_paths(args: LCOConfig) -> dict[str, str]:
-    """Which frozen models the objective × advantage needs, by role (read from their specs)."""
-    role_paths = {"dpo": args.reward_model_path, "ref": args.reference_reward_model_path}
-    paths = {role: role_paths[role] for role in ADVANTAGE_SPECS[args.advantage].reward_models}
-    if OBJECTIVE_SPECS[args.objective].needs_teacher:
-        paths["teacher"] = args.teacher_model_path or args.reward_model_path
-    return paths
-
-
-def check_vocabularies(policy_tokenizer, paths: dict[str, str]) -> None:
-    """Reward models, references and teachers must share the policy's tokenizer (checked before loading weights).
-
-    A local model folder saved without tokenizer files cannot be compared here; it is then only
-    held to the LM-head size check at load time, with a warning.
-    """
-    tokenizer = getattr(policy_tokenizer, "tokenizer", policy_tokenizer)
-    policy_vocab = tokenizer.get_vocab()
-    for role, path in paths.items():
-        if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
-            if not os.path.exists(os.path.join(path, "config.json")):
-                raise ValueError(f"the {role} model path {path} holds no model (no config.json)")
-            logger.warning(
-                "%s model at %s has no tokenizer files; its vocabulary cannot be compared", role, path
-            )
-            continue
-        other = AutoTokenizer.from_pretrained(path)
-        if other.get_vocab() != policy_vocab:
-            raise ValueError(
-                f"the {role} model at {path} has a different vocabulary than the policy's tokenizer "
-                f"({vocabulary_difference(other.get_vocab(), policy_vocab)}); LCO's dense advantages compare "
-                "distributions token by token, so every model must share the policy's tokenizer"
-            )
+        if self._gap_monitor is not None and checkpoint is not None:
+            load_gap_state(checkpoint, self._gap_monitor, self._step_guard)

@@ -15,6 +15,7 @@ std over one seed) is ``null`` in JSON and "—" in Markdown.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..methods import LR_SWEEP_METHODS
@@ -52,6 +53,11 @@ def write_report(
     results_path.write_text(
         results_json(settings, records, table, stab, sweep, rm_info, times, figures, gate=gate)
     )
+    warmup_dir = getattr(warmup, "path", None)  # the warm-up's targets, reached or missed, for the prose
+    warmup_file = Path(warmup_dir) / "warmup.json" if warmup_dir is not None else None
+    warmup_info = (
+        json.loads(warmup_file.read_text()) if warmup_file is not None and warmup_file.is_file() else None
+    )
     report_path = out / "report.md"
     report_path.write_text(
         report_markdown(
@@ -66,6 +72,7 @@ def write_report(
             times,
             seconds=clock.get("total", 0.0),
             gate=gate,
+            warmup=warmup_info,
         )
     )
     return {"report": report_path, "results": results_path, "figures": out / "figures"}

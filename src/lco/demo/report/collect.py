@@ -104,21 +104,22 @@ def evaluated_problems(records: list[dict], settings: DemoSettings) -> dict[str,
 
 
 def method_table(records: list[dict]) -> dict:
-    """method → split → {pass@1, greedy_pass@1} → mean/std/n over seeds (table runs only)."""
+    """method → split → {pass@1, greedy_pass@1} → mean/std/n over seeds (table runs only); ``per_seed``
+    keeps each seed's value, for the paired comparisons of the report's findings."""
     table: dict = {}
     for r in records:
         if r["purpose"] != "table":
             continue
-        entry = table.setdefault(r["method"], {"label": r["label"], "values": {}})
+        entry = table.setdefault(r["method"], {"label": r["label"], "per_seed": {}})
         for split in SPLITS:
             for metric in ("pass@1", "greedy_pass@1"):
-                entry["values"].setdefault(split, {}).setdefault(metric, []).append(
-                    r["splits"][split][metric]
-                )
+                entry["per_seed"].setdefault(split, {}).setdefault(metric, {})[r["seed"]] = r["splits"][
+                    split
+                ][metric]
     for entry in table.values():
         entry["stats"] = {
-            split: {metric: mean_std(vals) for metric, vals in metrics.items()}
-            for split, metrics in entry.pop("values").items()
+            split: {metric: mean_std(list(by_seed.values())) for metric, by_seed in metrics.items()}
+            for split, metrics in entry["per_seed"].items()
         }
     return table
 

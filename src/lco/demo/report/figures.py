@@ -8,7 +8,12 @@
 - Gradient-Gap M(K) vs pass@1, when the trainer logged ``gap/M``.
 
 The x axis is *rollouts* (completions sampled), not optimizer steps: PPO takes several steps per
-rollout batch, and the methods are compared at equal sampling cost.
+rollout batch, and the methods are compared at equal sampling cost. A method that optimises each
+batch for several epochs has its steps spread evenly over that batch's interval (step j of E over a
+batch of B completions at (j/E)·B into it), not stacked at one rollout count.
+
+Each method has one colour in every figure (:func:`method_colours`); within a method's own panel the
+seeds are coloured instead, each seed's raw and smoothed lines in the same colour.
 """
 
 from __future__ import annotations
@@ -18,13 +23,12 @@ import statistics
 from pathlib import Path
 
 from ..methods import DYNAMICS_METHODS
-from ..runtime import rollouts_after
 from ..settings import DemoSettings
 
 
 def _series(log_history: list[dict], key: str, iterations: int, batch_size: int) -> tuple[list, list]:
-    """(rollouts, values) of a logged metric; rollouts = completions sampled by that step."""
-
+    """(rollouts, values) of a logged metric; a step's x is the completions sampled up to it, with the
+    ``iterations`` epochs of one rollout batch spread over that batch (see the module docstring)."""
     xs, ys = [], []
     for entry in log_history:
         if (
@@ -33,9 +37,14 @@ def _series(log_history: list[dict], key: str, iterations: int, batch_size: int)
             and isinstance(entry[key], int | float)
             and math.isfinite(entry[key])
         ):
-            xs.append(rollouts_after(entry["step"], iterations, batch_size))
+            xs.append(entry["step"] / iterations * batch_size)
             ys.append(float(entry[key]))
     return xs, ys
+
+
+def method_colours(methods) -> dict[str, str]:
+    """One matplotlib colour per method, in the given order, shared by every figure and legend."""
+    return {m: f"C{i % 10}" for i, m in enumerate(methods)}
 
 
 def _mean_curve(series: list[tuple[list, list]]):
@@ -55,14 +64,19 @@ def _smooth(ys: list[float], window: int = 9) -> list[float]:
     return out
 
 
-def _method_panels(plt, groups: list[list[dict]], draw, what: str, ylabel: str):
-    """One panel per method (its runs), side by side: ``draw(ax, runs)`` plots them against rollouts;
-    the panel is titled "<method>: <what>" and has a legend."""
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
-    for ax, runs in zip(axes[0], groups, strict=True):
+def _method_panels(plt, groups: list[list[dict]], draw, what: str, ylabel: str, per_row: int = 4):
+    """One panel per method (its runs), ``per_row`` to a row: ``draw(ax, runs)`` plots them against
+    rollouts; the panel is titled "<method>: <what>" and has a legend."""
+    rows = math.ceil(len(groups) / per_row)
+    cols = min(len(groups), per_row)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, runs in zip(flat, groups, strict=False):
         draw(ax, runs)
         ax.set(title=f"{runs[0]['label']}: {what}", xlabel="rollouts", ylabel=ylabel)
         ax.legend(fontsize=8)
+    for ax in flat[len(groups) :]:
+        ax.set_visible(False)
     return fig
 
 
@@ -92,13 +106,18 @@ def make_figures(
     def series(r, key):
         return _series(r["_history"], key, r["iterations_per_rollout"], batch)
 
-    plotted = [m for m in DYNAMICS_METHODS if m in by_method] or list(by_method)[:2]
+    colours = method_colours(by_method)
+    # every trained method (GRPO included), the paper's PPO vs LCO-KLD pair first
+    plotted = [m for m in DYNAMICS_METHODS if m in by_method] + [
+        m for m in by_method if m not in DYNAMICS_METHODS
+    ]
 
     def grad_norm_panel(ax, runs):
-        for r in runs:
+        for i, r in enumerate(runs):
             xs, ys = series(r, "grad_norm")
-            ax.plot(xs, ys, lw=0.6, alpha=0.5)
-            ax.plot(xs, _smooth(ys), lw=1.6, label=f"seed {r['seed']}")
+            seed_colour = f"C{i % 10}"  # the raw and the smoothed line of one seed share its colour
+            ax.plot(xs, ys, lw=0.6, alpha=0.35, color=seed_colour)
+            ax.plot(xs, _smooth(ys), lw=1.6, color=seed_colour, label=f"seed {r['seed']}")
 
     def by_sign_panel(ax, runs):
         for key, color, name in (
@@ -125,11 +144,13 @@ def make_figures(
     # entropy and sampled-token probability (Fig. 6 a-1/b-1), every trained method, mean over seeds
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     any_line = False
-    for runs in by_method.values():
-        for ax, keys, title in (
-            (axes[0], ("lco/entropy", "entropy"), "policy entropy (nats/token)"),
-            (axes[1], ("lco/sampled_prob",), "probability of the sampled token"),
-        ):
+    panels = (
+        (axes[0], ("lco/entropy", "entropy"), "policy entropy (nats/token)"),
+        (axes[1], ("lco/sampled_prob",), "probability of the sampled token"),
+    )
+    for ax, keys, title in panels:
+        missing = []
+        for method, runs in by_method.items():
             per_run = []
             for r in runs:
                 key = next((k for k in keys if series(r, k)[0]), None)
@@ -137,9 +158,21 @@ def make_figures(
                     per_run.append(series(r, key))
             xs, ys = _mean_curve(per_run)
             if xs:
-                ax.plot(xs, _smooth(ys), lw=1.4, label=runs[0]["label"])
-                ax.set(title=title, xlabel="rollouts")
+                ax.plot(xs, _smooth(ys), lw=1.4, color=colours[method], label=runs[0]["label"])
                 any_line = True
+            else:
+                missing.append(runs[0]["label"])
+        ax.set(title=title, xlabel="rollouts")
+        if missing:  # say who is absent instead of leaving the reader to wonder
+            ax.text(
+                0.02,
+                0.02,
+                f"not logged: {', '.join(missing)}",
+                transform=ax.transAxes,
+                fontsize=7,
+                color="dimgray",
+                va="bottom",
+            )
     if any_line:
         for ax in axes:
             if ax.lines:
@@ -151,7 +184,7 @@ def make_figures(
     # Fig. 7: pass@1 vs rollouts
     if by_method:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for runs in by_method.values():
+        for method, runs in by_method.items():
             curves = [
                 ([p["rollouts"] for p in r["curve"]], [p["pass@1"] for p in r["curve"]])
                 for r in runs
@@ -160,11 +193,12 @@ def make_figures(
             xs, ys = _mean_curve(curves)
             if not xs:
                 continue
-            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, lw=1.4, label=runs[0]["label"])
-            if len(curves) > 1:
+            colour = colours[method]
+            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, lw=1.4, color=colour, label=runs[0]["label"])
+            if len(curves) > 1:  # the band of the seeds, in the line's colour
                 lows = [100 * min(dict(zip(*c, strict=True))[x] for c in curves) for x in xs]
                 highs = [100 * max(dict(zip(*c, strict=True))[x] for c in curves) for x in xs]
-                ax.fill_between(xs, lows, highs, alpha=0.12)
+                ax.fill_between(xs, lows, highs, alpha=0.12, color=colour)
         ax.set(
             title=f"greedy pass@1 on {settings.rl.curve_problems} test problems vs rollouts",
             xlabel="rollouts (completions sampled)",
@@ -211,7 +245,7 @@ def make_figures(
                         xs.append(m_by_step[near])
                         ys.append(100 * p["pass@1"])
             if xs:
-                ax.scatter(xs, ys, s=14, label=by_method[m][0]["label"])
+                ax.scatter(xs, ys, s=14, color=colours[m], label=by_method[m][0]["label"])
         if ax.collections:
             ax.set(title="Gradient-Gap M(K) vs pass@1", xlabel="M(K)", ylabel="greedy pass@1 (%)")
             ax.legend(fontsize=7)

@@ -13,7 +13,7 @@ from ...objectives.registry import ADVANTAGE_SPECS
 from ..methods import GROUP_SIZE, METHODS, MIN_GROUP
 from ..runtime import SPLITS
 from ..settings import DemoSettings, RewardModelSettings
-from .stats import COLLAPSE_DROP, COLLAPSE_TAIL
+from .stats import COLLAPSE_DROP, COLLAPSE_TAIL, MIN_SEEDS_FOR_A_DIFFERENCE, paired_difference
 from .text import fmt as _fmt
 from .text import pct as _pct
 from .text import settings_markdown as _settings_markdown
@@ -59,42 +59,94 @@ def table_markdown(table: dict) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+def _points(x) -> str:
+    """A difference of pass@1 rates in percentage points, signed."""
+    return f"{100 * x:+.2f}"
+
+
+def _difference_text(d: dict) -> str:
+    if d["low"] is None:
+        return f"{_points(d['mean'])} points on {d['n']} seed"
+    return (
+        f"{_points(d['mean'])} points, 95 % interval [{_points(d['low'])}, {_points(d['high'])}] over "
+        f"{d['n']} paired seeds"
+    )
+
+
 def findings(table: dict) -> list[str]:
-    """Plain statements of who beats whom on the test split (sampled pass@1 means), LCO vs baselines."""
+    """What the test split's sampled pass@1 supports, LCO against the baselines and every method against
+    the warm-up. A difference is stated only when :func:`.stats.paired_difference` calls it (at least
+    two paired seeds and a 95 % interval excluding zero); otherwise the text says that it is not called."""
 
-    def mean(name, split="test"):
-        return table[name]["stats"][split]["pass@1"]["mean"]
+    def mean(name):
+        return table[name]["stats"]["test"]["pass@1"]["mean"]
 
-    def std(name):
-        return table[name]["stats"]["test"]["pass@1"]["std"] or 0.0
+    def per_seed(name) -> dict:
+        return table[name].get("per_seed", {}).get("test", {}).get("pass@1", {})
+
+    def label(name) -> str:
+        return table[name]["label"]
 
     lines = []
     methods = [m for m in table if mean(m) is not None]
     if not methods:
         return lines
+    seeds = max(len(per_seed(m)) for m in methods)
     top = max(methods, key=mean)
-    lines.append(f"Best on the test split (sampled pass@1): **{table[top]['label']}** ({_pct(mean(top))}).")
-    if "warmup" in table:
-        trained = [m for m in methods if m != "warmup"]
-        better = [table[m]["label"] for m in trained if mean(m) > mean("warmup")]
-        worse = [table[m]["label"] for m in trained if mean(m) <= mean("warmup")]
+    line = f"Highest mean on the test split (sampled pass@1): **{label(top)}** ({_pct(mean(top))})"
+    if seeds < MIN_SEEDS_FOR_A_DIFFERENCE:
+        line += (
+            f". One seed: no difference between methods is called here (that needs ≥ {MIN_SEEDS_FOR_A_DIFFERENCE} "
+            "seeds and a paired 95 % interval that excludes zero); the ordering may be noise"
+        )
+    lines.append(line + ".")
+    if top == "warmup":
         lines.append(
-            f"Above the warm-up ({_pct(mean('warmup'))}): {', '.join(better) or 'none'}; "
-            f"not above it: {', '.join(worse) or 'none'}."
+            "The untrained warm-up (the policy every method starts from) has the highest mean: no RL run "
+            "raised the test pass@1 above its starting point within this budget."
+        )
+
+    def compare(m: str, others: list[str]) -> tuple[list[str], list[str], list[str]]:
+        above, below, undecided = [], [], []
+        for o in others:
+            d = paired_difference(per_seed(m), per_seed(o))
+            if d["n"] == 0:
+                continue
+            text = f"{label(o)} ({_difference_text(d)})"
+            (above if d["called"] and d["mean"] > 0 else below if d["called"] else undecided).append(text)
+        return above, below, undecided
+
+    if "warmup" in table and mean("warmup") is not None:
+        trained = [m for m in methods if m != "warmup"]
+        above = [
+            label(m)
+            for m in trained
+            if paired_difference(per_seed(m), per_seed("warmup"))["called"] and mean(m) > mean("warmup")
+        ]
+        below = [
+            label(m)
+            for m in trained
+            if paired_difference(per_seed(m), per_seed("warmup"))["called"] and mean(m) < mean("warmup")
+        ]
+        rest = [label(m) for m in trained if label(m) not in above + below]
+        lines.append(
+            f"Against the warm-up ({_pct(mean('warmup'))}): above it: {', '.join(above) or 'none'}; below it: "
+            f"{', '.join(below) or 'none'}; no difference called: {', '.join(rest) or 'none'}."
         )
     lco = [m for m in methods if m.startswith(LCO_PREFIX)]
     baselines = [m for m in methods if not m.startswith(LCO_PREFIX) and m != "warmup"]
     for m in lco:
         if not baselines:
             break
-        beats = [b for b in baselines if mean(m) > mean(b)]
-        loses = [b for b in baselines if mean(m) <= mean(b)]
-        within = [b for b in beats + loses if abs(mean(m) - mean(b)) <= max(std(m), std(b))]
-        text = f"{table[m]['label']} beats {', '.join(table[b]['label'] for b in beats) or 'no baseline'}"
-        text += f" and does not beat {', '.join(table[b]['label'] for b in loses) or 'any — it beats all'}"
-        if within:
-            text += f" (within one seed-std of {', '.join(table[b]['label'] for b in within)}: not a meaningful difference)"
-        lines.append(text + ".")
+        above, below, undecided = compare(m, baselines)
+        parts = []
+        if above:
+            parts.append(f"beats {'; '.join(above)}")
+        if below:
+            parts.append(f"is beaten by {'; '.join(below)}")
+        if undecided:
+            parts.append(f"shows no difference the seeds support against {'; '.join(undecided)}")
+        lines.append(f"{label(m)} (LCO − baseline, test pass@1): " + ", and ".join(parts) + ".")
     return lines
 
 
@@ -184,17 +236,86 @@ def _and(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def intro_markdown(settings: DemoSettings, problems: dict[str, str], seconds: float) -> str:
-    """The opening paragraph: the task, the evaluated problem counts, the models and the budget."""
+def intro_markdown(
+    settings: DemoSettings, problems: dict[str, str], seconds: float, warmup: dict | None = None
+) -> str:
+    """The opening paragraph: the task, the evaluated problem counts, the models and the budget.
+
+    φ_ref is called stronger than π_0 only when the warm-up saved them at different steps (the
+    warm-up stops early at each capability target; a missed target leaves the last checkpoint, so
+    both can be the same model)."""
+    same = warmup is not None and _same_checkpoint(warmup)
+    if warmup is None:
+        models = "a tiny Qwen2 policy π_0 and a reference φ_ref taken from one SFT warm-up at two capability targets"
+    elif same:
+        models = (
+            "a tiny Qwen2 policy π_0 and a reference φ_ref that are the same warm-up checkpoint (both capability "
+            "targets were missed; see below)"
+        )
+    else:
+        models = "a tiny Qwen2 policy π_0 and a φ_ref trained longer, taken from one SFT warm-up at two capability targets"
     return (
         f"A synthetic arithmetic task (evaluated: the first {problems['test']} problems of the test split, "
         "two-operand 2-digit ± problems, the role of MATH500; and the first "
         f"{problems['hard']} of the hard split, subtractions that need a borrow, the role of "
-        "AMC23/MinervaMath), a tiny Qwen2 policy π_0 and a stronger φ_ref taken from one SFT warm-up at two "
-        f"capability targets, φ_DPO trained from φ_ref on {pair_recipe_text(settings.reward_model)}, "
+        f"AMC23/MinervaMath), {models}, φ_DPO trained from φ_ref on {pair_recipe_text(settings.reward_model)}, "
         "then RL from π_0 for every method with the same rollout budget "
         f"({settings.rl.rollout_budget} completions). "
         f"Wall time of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s).\n"
+    )
+
+
+def _same_checkpoint(warmup: dict) -> bool:
+    steps = warmup.get("steps") or {}
+    return steps.get("policy") is not None and steps.get("policy") == steps.get("phi_ref")
+
+
+def _validation_pass_at(warmup: dict, step) -> float | None:
+    return next((c["validation_pass@1"] for c in warmup.get("checks", []) if c.get("step") == step), None)
+
+
+def warmup_markdown(warmup: dict | None) -> str:
+    """Whether the warm-up reached its two capability targets (``warmup.json``), and what stands in if not."""
+    if not warmup:
+        return ""
+    names = {"policy": ("π_0", "policy_target"), "phi_ref": ("φ_ref", "reference_target")}
+    parts = []
+    for key, (symbol, target_key) in names.items():
+        step = (warmup.get("steps") or {}).get(key)
+        measured = _validation_pass_at(warmup, step)
+        at = (
+            f"validation pass@1 {_pct(measured)} %"
+            if measured is not None
+            else "validation pass@1 not measured"
+        )
+        target = f"{symbol}'s target, validation pass@1 ≥ {_pct(warmup[target_key])} %"
+        if (warmup.get("reached") or {}).get(key):
+            parts.append(f"{target}: reached at step {step} ({at})")
+        else:
+            parts.append(f"{target}: **missed**; the last warm-up checkpoint (step {step}, {at}) stands in")
+    text = "Warm-up: " + "; ".join(parts) + "."
+    if _same_checkpoint(warmup):
+        text += (
+            " π_0 and φ_ref are therefore the same model: φ_DPO's reference is no stronger than the policy, "
+            "unlike the paper's setting."
+        )
+    elif not all((warmup.get("reached") or {}).values()):
+        text += " The models do not have the capabilities the demo was designed around."
+    return text + "\n"
+
+
+QUICK_BANNER = (
+    "**Smoke test (`--quick`).** This report checks that the pipeline runs end to end on a tiny budget "
+    "({problems} test problems, {budget} completions per method, {seeds} seed(s)); its values mean nothing "
+    "about the methods. Run `lco demo` (the default profile) for numbers worth reading.\n"
+)
+
+
+def quick_banner(settings: DemoSettings, problems: dict[str, str]) -> str:
+    if settings.profile != "quick":
+        return ""
+    return QUICK_BANNER.format(
+        problems=problems["test"], budget=settings.rl.rollout_budget, seeds=settings.seeds
     )
 
 
@@ -376,6 +497,23 @@ def timing_markdown(times: dict) -> str:
     )
 
 
+# What a figure's quantities mean, where the caption alone does not say it.
+FIGURE_NOTES = {
+    "gap": (
+        'M(K) = Σ_{k<K} [Δμ(k)]₊·η_k is the cumulative Gap Alignment of Suk & Duan ("On the Optimization '
+        'Dynamics of RLVR: Gradient Gap and Step Size Thresholds", arXiv:2510.08539, eq. 12): at each step, '
+        "Δμ(k) is how far the update moves along the Gradient Gap (the direction that separates the correct "
+        "responses' score from the incorrect ones'), and only its positive part, times the step size η_k, "
+        "counts. Their Theorem 1 bounds the success rate from below by a function that rises with M(K), so a "
+        "run whose M(K) grows should improve; the trainer logs it as `gap/M` (binary rewards only)."
+    ),
+    "entropy": (
+        "Methods whose loss logs no sampled-token probability (TRL's own GRPO-family losses log only the "
+        "entropy) are absent from the right panel; the panel says which."
+    ),
+    "grad_norm": "Thin lines: every logged step; thick lines of the same colour: a 9-step moving average.",
+}
+
 FIGURE_CAPTIONS = {
     "grad_norm": "Gradient norm vs rollouts (the paper's Figs. 1–2)",
     "grad_norm_by_sign": "Gradient norm of the tokens with positive vs negative advantage (Fig. 6)",
@@ -398,15 +536,18 @@ def report_markdown(
     times: dict,
     seconds: float,
     gate: dict | None = None,
+    warmup: dict | None = None,
 ) -> str:
     """The whole ``report.md``: the reward-model gate, results, stability, sweep, figures, reward
-    model, setup and timing."""
+    model, setup and timing. ``warmup`` is the warm-up's ``warmup.json`` (its targets reached or missed)."""
     table = label_failed_rm_rows(table, gate)
     stab = label_failed_rm_rows(stab, gate)
     if sweep:
         sweep = label_failed_rm_rows(sweep, gate)
     md = [f"# lco demo — the paper's experiment in miniature (profile: {settings.profile})\n"]
-    md.append(intro_markdown(settings, problems, seconds))
+    md.append(quick_banner(settings, problems))
+    md.append(intro_markdown(settings, problems, seconds, warmup))
+    md.append(warmup_markdown(warmup))
     md.append(gate_markdown(gate))
     md.append(f"## Results (pass@1 in %, mean ± std over {settings.seeds} seed(s); best in bold)\n")
     md.append(decoding_markdown(settings))
@@ -422,6 +563,8 @@ def report_markdown(
     md.append("\n## Figures\n")
     for key, name in figures.items():
         md.append(f"\n**{FIGURE_CAPTIONS[key]}**\n\n![{FIGURE_CAPTIONS[key]}](figures/{name})\n")
+        if key in FIGURE_NOTES:
+            md.append(f"\n{FIGURE_NOTES[key]}\n")
     if rm_info is not None:
         md.append("\n## Reward model\n")
         md.append(reward_model_markdown(rm_info, settings))
@@ -436,6 +579,7 @@ def report_markdown(
 
 
 __all__ = [
+    "FIGURE_NOTES",
     "findings",
     "gate_markdown",
     "label_failed_rm_rows",
@@ -445,4 +589,5 @@ __all__ = [
     "stability_markdown",
     "sweep_markdown",
     "table_markdown",
+    "warmup_markdown",
 ]

@@ -7,6 +7,10 @@ Pure functions of numbers and curves: nothing here reads a file or knows the dem
 - Gradient norms are summarised by median, p99, max and p99/median: the losses differ in scale, so
   spikes are compared relative to each run's typical norm (scale-free).
 
+- A difference between two methods is *called* (:func:`paired_difference`) only when at least
+  ``MIN_SEEDS_FOR_A_DIFFERENCE`` seeds pair them and the 95 % Student-t interval of the per-seed
+  differences excludes zero. On one seed nothing is called: the report's "beats" comes from here alone.
+
 A quantity that does not exist (a static policy's gradient norm, a std over one seed) is ``None``,
 never 0, so that the report can print "—" instead of a number that was not measured.
 """
@@ -65,6 +69,42 @@ def collapsed(curve: list[dict], diverged: bool = False) -> tuple[bool, str]:
     if best > 0 and best_at < len(values) - COLLAPSE_TAIL and all(v <= COLLAPSE_DROP * best for v in tail):
         return True, f"pass@1 fell from {best:.2f} to {values[-1]:.2f} and stayed there"
     return False, ""
+
+
+MIN_SEEDS_FOR_A_DIFFERENCE = 2
+# two-sided 95 % quantiles t_{0.975, df} of Student's t, df = 1 … 30 (beyond: the normal's 1.96)
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t975(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def paired_difference(a: dict, b: dict) -> dict:
+    """A − B over the seeds both were run on (``{seed: value}`` each): n, the mean difference, its 95 %
+    interval and ``called``: whether the seeds support a difference (see the module docstring).
+
+    The interval is mean ± t_{0.975, n−1}·s/√n of the per-seed differences; with fewer than
+    ``MIN_SEEDS_FOR_A_DIFFERENCE`` pairs it is ``None`` and nothing is called.
+    """
+    seeds = sorted(set(a) & set(b), key=str)
+    diffs = finite([a[s] - b[s] for s in seeds if finite([a[s], b[s]]) == [a[s], b[s]]])
+    n = len(diffs)
+    if n == 0:
+        return {"n": 0, "mean": None, "low": None, "high": None, "called": False}
+    mean = statistics.fmean(diffs)
+    if n < MIN_SEEDS_FOR_A_DIFFERENCE:
+        return {"n": n, "mean": mean, "low": None, "high": None, "called": False}
+    half = t975(n - 1) * statistics.stdev(diffs) / math.sqrt(n)
+    low, high = mean - half, mean + half
+    return {"n": n, "mean": mean, "low": low, "high": high, "called": low > 0 or high < 0}
 
 
 def mean_std(values: list[float]) -> dict:
@@ -136,10 +176,13 @@ __all__ = [
     "BOOTSTRAP_DRAWS",
     "COLLAPSE_DROP",
     "COLLAPSE_TAIL",
+    "MIN_SEEDS_FOR_A_DIFFERENCE",
     "collapsed",
     "excludes_zero",
     "finite",
     "mean_std",
     "norm_stats",
     "paired_bootstrap",
+    "paired_difference",
+    "t975",
 ]
