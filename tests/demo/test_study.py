@@ -465,3 +465,49 @@ def report_from_results_payload(payload):
     from lco.demo.report.study import study_markdown
 
     return study_markdown(payload, analyse(payload))
+
+
+def test_the_lean_study_confirms_first_and_drops_the_regression_selection():
+    lean = study_settings("stability-lean")
+    check_settings(lean)
+    assert lean.study.order == "confirmation_first" and lean.study.regression_objectives == ()
+    assert {grpo_name(0.04), grpo_name(1.0)} <= set(lean.study.confirmed)
+    families = selection_families(lean)
+    assert not any(f.startswith(("lco_lch", "lco_mse")) for f in families)
+    with pytest.raises(ValueError, match="order"):
+        check_settings(replace(lean, study=replace(lean.study, order="random")))
+
+
+@pytest.mark.parametrize(
+    "name, first", [("stability", {"selection", "confirmation"}), ("stability-lean", {"confirmation"})]
+)
+def test_run_study_trains_and_evaluates_the_confirmation_first_when_asked(monkeypatch, tmp_path, name, first):
+    """The order of the pool's rounds, with every stage replaced by a recorder (no model is built)."""
+    from lco.demo import recipe
+    from lco.demo.report import study as report_study
+
+    calls = []
+    monkeypatch.setattr(recipe, "warm_up", lambda *a, **k: None)
+    monkeypatch.setattr(recipe, "reward_model", lambda *a, **k: None)
+    monkeypatch.setattr(recipe, "gate_reward_model", lambda *a, **k: None)
+    monkeypatch.setattr(recipe, "write_task", lambda *a, **k: None)
+    monkeypatch.setattr(recipe, "_versions", lambda: {})
+    monkeypatch.setattr(recipe, "announce_failed_gate", lambda gate: None)
+    monkeypatch.setattr(
+        recipe,
+        "train_policies",
+        lambda pool, out, s, runs, *a: calls.append(("train", {r.purpose for r in runs})),
+    )
+    monkeypatch.setattr(
+        recipe,
+        "evaluate_policies",
+        lambda pool, out, s, runs, *a: calls.append(("eval", {r.purpose for r in runs})),
+    )
+    monkeypatch.setattr("lco.demo.report.collect_run", lambda run, s: run)
+    monkeypatch.setattr(report_study, "compact_run", lambda run: run)
+    monkeypatch.setattr(report_study, "choose", lambda runs, s: {"families": {}, "confirm": []})
+    monkeypatch.setattr(report_study, "write_study_report", lambda *a, **k: {})
+    recipe.run_study(study_settings(name), tmp_path, workers=1)
+    assert calls[0] == ("train", first) and calls[1] == ("eval", first)
+    if name == "stability-lean":
+        assert calls[2:4] == [("train", {"selection"}), ("eval", {"selection"})]

@@ -84,6 +84,8 @@ def check_study(settings: DemoSettings) -> None:
         raise ValueError(f"selection and confirmation seeds must be disjoint; both hold {sorted(shared)}")
     if not study.learning_rates or not all(lr > 0 for lr in study.learning_rates):
         raise ValueError(f"learning rates must be positive, got {study.learning_rates}")
+    if study.order not in ("selection_first", "confirmation_first"):
+        raise ValueError(f"study order must be selection_first or confirmation_first, got {study.order!r}")
     if study.selection_split == study.confirmation_split:
         raise ValueError("the study must choose and report on different splits")
     names = [name for pairs in selection_families(settings).values() for name, _ in pairs]
@@ -451,8 +453,12 @@ def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
             gate = gate_reward_model(pool, out, settings, warmup, rm, versions)
         with clock("round 1: selection and the fixed confirmation rows"):
             runs = plan_study(settings)
-            train_policies(pool, out, settings, runs, warmup, rm, versions)
-            evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
+            phases = [runs]
+            if settings.study.order == "confirmation_first":
+                phases = [[r for r in runs if r.purpose == phase] for phase in ("confirmation", "selection")]
+            for phase_runs in phases:
+                train_policies(pool, out, settings, phase_runs, warmup, rm, versions)
+                evaluate_policies(pool, out, settings, phase_runs, warmup, rm, versions)
         selection = [compact_run(collect_run(run, settings)) for run in runs if run.purpose == "selection"]
         chosen = choose(selection, settings)
         with clock("round 2: confirmation of the choices"):
