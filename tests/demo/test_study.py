@@ -118,7 +118,14 @@ def test_bad_study_settings_are_one_error(change, match):
 
 def _args(**kw):
     base = dict(
-        quick=False, full=False, lr_sweep=False, methods=None, seeds=None, workers=2, study="stability"
+        quick=False,
+        full=False,
+        lr_sweep=False,
+        methods=None,
+        seeds=None,
+        workers=2,
+        study="stability",
+        report_only=False,
     )
     return argparse.Namespace(**{**base, **kw})
 
@@ -511,3 +518,14 @@ def test_run_study_trains_and_evaluates_the_confirmation_first_when_asked(monkey
     assert calls[0] == ("train", first) and calls[1] == ("eval", first)
     if name == "stability-lean":
         assert calls[2:4] == [("train", {"selection"}), ("eval", {"selection"})]
+
+
+def test_the_report_from_the_cache_needs_the_finished_warm_up_and_trains_nothing(tmp_path):
+    from lco.demo.cli import settings_from_args
+    from lco.demo.recipe import study_report_from_cache
+
+    with pytest.raises(ValueError, match="no finished warm-up"):
+        study_report_from_cache(SETTINGS, tmp_path)
+    assert not (tmp_path / "stages").exists() or not any((tmp_path / "stages").iterdir())
+    with pytest.raises(ValueError, match="--report-only needs --study"):
+        settings_from_args(_args(study=None, report_only=True))

@@ -56,6 +56,12 @@ def add_parser(subparsers) -> None:
         help="number of seeds, 0 … N−1 (default: 2; --quick 1, --full 4; --study: confirmation seeds, ≥ 5)",
     )
     p.add_argument("--workers", type=int, default=2, help="parallel worker processes (default: 2)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="--study only: write the report from the stages already finished in --out (the finished runs "
+        "only; nothing is trained or evaluated), e.g. while the study runs or after it was cut short",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,6 +83,8 @@ def settings_from_args(args):
             names = tuple(n for item in args.methods for n in item.split(",") if n.strip())
             resolve_methods(names)
             settings = replace(settings, methods=names)
+    if getattr(args, "report_only", False) and study is None:
+        raise ValueError("--report-only needs --study")
     if args.seeds is not None and study is not None:
         if isinstance(args.seeds, bool) or args.seeds < 5:
             raise ValueError(
@@ -107,7 +115,7 @@ def _show_cache_warnings() -> None:
 
 
 def run(args) -> int:
-    from .recipe import check_output_folder, run_demo, run_study
+    from .recipe import check_output_folder, run_demo, run_study, study_report_from_cache
 
     _show_cache_warnings()
     settings = settings_from_args(args)
@@ -118,7 +126,10 @@ def run(args) -> int:
             f"{settings.rl.rollout_budget} rollouts per run; {args.workers} worker(s); output in {out}/",
             flush=True,
         )
-        paths = run_study(settings, out, workers=args.workers)
+        if getattr(args, "report_only", False):
+            paths = study_report_from_cache(settings, out)
+        else:
+            paths = run_study(settings, out, workers=args.workers)
         report = paths["report"].read_text()
         print(
             "\n## What the numbers say" + report.split("## What the numbers say", 1)[1].split("\n## ", 1)[0]

@@ -142,8 +142,10 @@ def write_task(out: Path, settings: DemoSettings) -> dict[str, Path]:
     return paths
 
 
-def _run_stages(pool: WorkerPool, jobs: list[tuple[Stage, Job]], desc: str) -> None:
-    """Build the stages that are not cached, as pool jobs."""
+def _run_stages(pool: WorkerPool | None, jobs: list[tuple[Stage, Job]], desc: str) -> None:
+    """Build the stages that are not cached, as pool jobs (none without a pool: the stages are only named)."""
+    if pool is None:
+        return
     todo = [(stage, job) for stage, job in jobs if not stage.is_done()]
     if todo:
         pool.run([job for _, job in todo], desc)
@@ -369,6 +371,8 @@ def evaluate_policies(
     jobs = []
     for run in runs:
         if run.method.trained:
+            if pool is None and not _done(run.train):
+                continue  # naming only: an unfinished run has no fingerprint to key its evaluation
             sources = [run.train.fingerprint()]
         else:
             run.policy, sources = static[run.method.policy]
@@ -399,6 +403,10 @@ def evaluate_policies(
         )
         jobs.append((run.evaluation, job))
     _run_stages(pool, jobs, "evaluation")
+
+
+def _done(stage: Stage | None) -> bool:
+    return stage is not None and stage.status()[0] == "done"
 
 
 # ----------------------------------------------------------------------------------------- recipe
@@ -472,6 +480,39 @@ def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
     return paths
 
 
+def study_report_from_cache(settings: DemoSettings, out, report_dir=None) -> dict[str, Path]:
+    """The study's report from the stages already finished in ``out``, training and evaluating nothing:
+    the choice is made on the finished selection runs, and a run whose stages are not (yet) there is
+    left out of every table. For a study still running, or cut short. The report goes to ``report_dir``
+    (default ``out``)."""
+    from .report import collect_run
+    from .report.study import choose, compact_run, write_study_report
+
+    check_settings(settings)
+    out = Path(out)
+    versions = _versions()
+    warmup = warm_up(None, out, settings, versions)
+    rm = reward_model(None, out, settings, warmup, versions) if _done(warmup) else None
+    if rm is None or not _done(rm):
+        raise ValueError(f"{out} holds no finished warm-up and reward model for these settings")
+    try:
+        gate = gate_reward_model(None, out, settings, warmup, rm, versions)
+    except FileNotFoundError as err:
+        raise ValueError(f"{out} holds no finished reward-model gate for these settings") from err
+
+    def finished(chosen):
+        runs = plan_study(settings, chosen)
+        train_policies(None, out, settings, runs, warmup, rm, versions)
+        evaluate_policies(None, out, settings, runs, warmup, rm, versions)
+        return [r for r in runs if _done(r.evaluation) and (not r.method.trained or _done(r.train))]
+
+    selection = [compact_run(collect_run(r, settings)) for r in finished(None) if r.purpose == "selection"]
+    chosen = choose(selection, settings)
+    runs = finished(chosen)
+    report_dir = check_output_folder(report_dir or out)
+    return write_study_report(report_dir, settings, runs, chosen, warmup=warmup, rm=rm, clock={}, gate=gate)
+
+
 class _StageClock:
     """Wall time of each stage in this invocation (a cached stage takes about no time)."""
 
@@ -501,4 +542,5 @@ __all__ = [
     "run_demo",
     "run_study",
     "study_parts",
+    "study_report_from_cache",
 ]
