@@ -504,13 +504,17 @@ def study_report_from_cache(settings: DemoSettings, out, report_dir=None) -> dic
         runs = plan_study(settings, chosen)
         train_policies(None, out, settings, runs, warmup, rm, versions)
         evaluate_policies(None, out, settings, runs, warmup, rm, versions)
-        return [r for r in runs if _done(r.evaluation) and (not r.method.trained or _done(r.train))]
+        done = [r for r in runs if _done(r.evaluation) and (not r.method.trained or _done(r.train))]
+        return done, [r.name for r in runs if r not in done]
 
-    selection = [compact_run(collect_run(r, settings)) for r in finished(None) if r.purpose == "selection"]
+    done, _ = finished(None)
+    selection = [compact_run(collect_run(r, settings)) for r in done if r.purpose == "selection"]
     chosen = choose(selection, settings)
-    runs = finished(chosen)
+    runs, missing = finished(chosen)
     report_dir = check_output_folder(report_dir or out)
-    return write_study_report(report_dir, settings, runs, chosen, warmup=warmup, rm=rm, clock={}, gate=gate)
+    return write_study_report(
+        report_dir, settings, runs, chosen, warmup=warmup, rm=rm, clock={}, gate=gate, missing=missing
+    )
 
 
 class _StageClock:

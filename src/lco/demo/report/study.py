@@ -571,6 +571,12 @@ def study_markdown(payload: dict, results: dict, settings: DemoSettings | None =
         f"rollouts). Wall time of this invocation: {payload.get('minutes', 0):.1f} min on "
         f"{payload.get('cpu_count', '?')} CPU core(s).\n"
     )
+    missing = payload.get("missing") or []
+    if missing:
+        md.append(
+            f"\n**Partial report: {len(missing)} planned run(s) were not finished** and are left out of every "
+            f"table: {', '.join(missing[:12])}{' …' if len(missing) > 12 else ''}.\n"
+        )
     md.append(gate_markdown(payload.get("reward_model_gate")))
     md.append("\n## Selection (validation split)\n")
     warm = results["chosen"].get("warmup_pass@1")
@@ -623,9 +629,18 @@ def curves_by_row(payload: dict, lr: float) -> dict[str, tuple[list, list]]:
 
 
 def write_study_report(
-    out: Path, settings: DemoSettings, runs, chosen: dict, warmup, rm, clock: dict, gate: dict | None
+    out: Path,
+    settings: DemoSettings,
+    runs,
+    chosen: dict,
+    warmup,
+    rm,
+    clock: dict,
+    gate: dict | None,
+    missing: list[str] = (),
 ) -> dict[str, Path]:
-    """Write the study's results.json (raw results + analysis), report.md and figures into ``out``."""
+    """Write the study's results.json (raw results + analysis), report.md and figures into ``out``;
+    ``missing`` names the planned runs that were not finished (a report written from a partial cache)."""
     from .figures import study_curves_figure
 
     out = Path(out)
@@ -642,6 +657,7 @@ def write_study_report(
         "cpu_count": os.cpu_count(),
         "timing": {k: round(v, 1) for k, v in clock.items()},
         "chosen": chosen,
+        "missing": list(missing),
         "runs": records,
     }
     results = analyse(payload)
