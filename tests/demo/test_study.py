@@ -287,6 +287,7 @@ def _diff(mean, low, high):
         "learning_rate": 3e-4,
         "pass@1": interval,
         "auc": interval,
+        "collapse_regime": True,
     }
 
 
@@ -299,6 +300,9 @@ def test_sentences_say_better_and_more_stable_only_when_the_interval_excludes_ze
     unsure = " ".join(difference_sentence(_diff(0.03, -0.01, 0.07)))
     assert "not distinguishable" in unsure and "is not more stable" in unsure
     assert "is better" not in unsure
+    # below the collapse regime the area says "ahead", never "more stable"
+    calm = " ".join(difference_sentence({**_diff(0.03, 0.01, 0.05), "collapse_regime": False}))
+    assert "ahead of B over the whole run" in calm and "stable" not in calm
 
 
 def _synthetic_payload(lift=0.2):
@@ -455,9 +459,10 @@ def test_changed_lco_defaults_enter_the_cache_key_of_the_lco_rows_that_inherit_t
 
 def test_each_family_is_compared_at_its_chosen_configuration_and_checked_against_pi0():
     results = analyse(_synthetic_payload(lift=0.2))
-    chosen = [d for d in results["differences"] if d["kind"] == "each at its chosen configuration"]
-    assert [(d["a"], d["b"]) for d in chosen] == [("lco_kld_outcome_beta_negative", "grpo_beta0")]
-    assert chosen[0]["pass@1"]["low"] > 0
+    # both chosen at the common rate: the same-rate difference is stated once, not twice
+    pairs = [(d["a"], d["b"], d["a_learning_rate"], d["b_learning_rate"]) for d in results["differences"]]
+    assert len(pairs) == len(set(pairs))
+    assert ("lco_kld_outcome_beta_negative", "grpo_beta0", 1e-4, 1e-4) in pairs
     checks = {c["family"]: c for c in results["learning"]}
     # validation: LCO at ~0.6 against π_0 at ~0.3 learns; GRPO at ~0.35 (40 problems, 2 seeds) may or may not
     assert checks["lco_kld/outcome"]["vs_warmup"]["low"] > 0

@@ -310,20 +310,24 @@ def stated_differences(conf: _Confirmation, study: StudySettings, chosen: dict |
     """Every stated difference, a − b, paired by seed and problem: the fixed pairs at each learning rate
     (:func:`comparisons`), LCO's chosen configurations against each baseline's chosen one (each at its own
     chosen rate: the equal-footing comparison), and π* against π_0."""
-    out = []
+    out, seen = [], set()
+    collapse_rate = max(study.learning_rates)
     for a, b in comparisons(study, chosen):
         for lr in study.learning_rates:
             diff = _difference(conf, (a, lr), (b, lr))
-            if diff is not None:
-                out.append({**diff, "kind": "same rate"})
+            if diff is not None and ((a, lr), (b, lr)) not in seen:
+                seen.add(((a, lr), (b, lr)))
+                out.append({**diff, "kind": "same rate", "collapse_regime": lr == collapse_rate})
     families = (chosen or {}).get("families", {})
     for lco in CHOSEN_LCO:
         for base in CHOSEN_BASELINES:
             if lco in families and base in families:
                 x, y = families[lco]["chosen"], families[base]["chosen"]
-                diff = _difference(conf, (x["method"], x["learning_rate"]), (y["method"], y["learning_rate"]))
-                if diff is not None:
-                    out.append({**diff, "kind": "each at its chosen configuration"})
+                ka, kb = (x["method"], x["learning_rate"]), (y["method"], y["learning_rate"])
+                diff = _difference(conf, ka, kb)
+                if diff is not None and (ka, kb) not in seen:
+                    seen.add((ka, kb))
+                    out.append({**diff, "kind": "each at its chosen configuration", "collapse_regime": False})
     diff = _difference(conf, ("pistar", None), ("warmup", None))
     if diff is not None:
         out.append({**diff, "kind": "static"})
@@ -356,12 +360,19 @@ def difference_sentence(diff: dict) -> list[str]:
     if auc is not None:
         sign = excludes_zero(auc)
         text = f"{_signed(auc)} points of area under the greedy curve {_interval(auc)}"
-        if sign > 0:
-            lines.append(f"{a} is more stable than {b}{where} (higher over the whole run): {text}.")
-        elif sign < 0:
-            lines.append(f"{a} is less stable than {b}{where} (lower over the whole run): {text}.")
+        if diff.get("collapse_regime"):
+            # at the collapse-regime rate the area says who holds up: stability words
+            if sign > 0:
+                lines.append(f"{a} is more stable than {b}{where} (higher over the whole run): {text}.")
+            elif sign < 0:
+                lines.append(f"{a} is less stable than {b}{where} (lower over the whole run): {text}.")
+            else:
+                lines.append(f"{a} is not more stable than {b}{where}: {text}; the interval holds 0.")
+        elif sign != 0:
+            ahead = "ahead of" if sign > 0 else "behind"
+            lines.append(f"{a} is {ahead} {b} over the whole run{where}: {text}.")
         else:
-            lines.append(f"{a} is not more stable than {b}{where}: {text}; the interval holds 0.")
+            lines.append(f"{a} and {b} are level over the whole run{where}: {text}; the interval holds 0.")
     return lines
 
 
