@@ -7,7 +7,9 @@ size. All losses run in one process on the same inputs, after one warm-up step e
 whose order alternates (CE, KLD, LCH, MSE, then reversed, ...), so that a shared machine's
 drifting load falls on every loss alike; the ratios are of the medians. ``cpu_s`` is the
 process CPU time of a step (all threads), which other processes' load disturbs less than wall
-time. Prints one JSON record per loss, then one with the ratios.
+time. Prints one JSON record per loss, then one with the ratios. ``--compile``: LCO with
+``compile=True`` (compiled during the warm-up, so the rounds are the steady state); ``--stats``: LCO
+with ``return_stats=True``, as the trainer calls it (the per-token entropy, KL and gradient stats).
 
     OMP_NUM_THREADS=2 python benchmarks/fused_vs_ce.py --tokens 2048 --vocab 32000 --hidden 1024 --repeats 5
 """
@@ -31,7 +33,15 @@ def _positive(text: str) -> int:
     return value
 
 
-def measure(n: int, v: int, h: int, repeats: int, chunk_size: int | None = None) -> list[dict]:
+def measure(
+    n: int,
+    v: int,
+    h: int,
+    repeats: int,
+    chunk_size: int | None = None,
+    compile: bool = False,
+    stats: bool = False,
+) -> list[dict]:
     import torch
 
     import lco
@@ -49,8 +59,18 @@ def measure(n: int, v: int, h: int, repeats: int, chunk_size: int | None = None)
             value = lco.fused_sft_loss(hidden, weight, actions, chunk_size=chunk_size)
         else:
             value = lco.fused_lco_loss(
-                hidden, weight, loss=loss, beta=BETA, advantages=advantages, chunk_size=chunk_size
+                hidden,
+                weight,
+                loss=loss,
+                beta=BETA,
+                advantages=advantages,
+                actions=actions,
+                chunk_size=chunk_size,
+                compile=compile,
+                return_stats=stats,
             )
+            if stats:
+                value = value[0]
         value.backward()
         return time.perf_counter() - t0, time.process_time() - c0
 
@@ -64,7 +84,15 @@ def measure(n: int, v: int, h: int, repeats: int, chunk_size: int | None = None)
             wall[loss].append(w)
             cpu[loss].append(c)
     chunk = chunk_size or lco.objectives.chunked.default_chunk_size(v, n, h)
-    common = {"n": n, "v": v, "h": h, "chunk": chunk, "threads": torch.get_num_threads()}
+    common = {
+        "n": n,
+        "v": v,
+        "h": h,
+        "chunk": chunk,
+        "threads": torch.get_num_threads(),
+        "compile": compile,
+        "stats": stats,
+    }
     records = [
         {
             **common,
@@ -92,8 +120,15 @@ def main(argv=None) -> None:
     parser.add_argument("--hidden", type=_positive, default=1024, help="H")
     parser.add_argument("--repeats", type=_positive, default=5, help="timed rounds (after one warm-up)")
     parser.add_argument("--chunk-size", type=_positive, default=None, help="default: the library's")
+    parser.add_argument("--compile", action="store_true", help="LCO with compile=True")
+    parser.add_argument(
+        "--stats", action="store_true", help="LCO with return_stats=True (the trainer's call)"
+    )
     args = parser.parse_args(argv)
-    for record in measure(args.tokens, args.vocab, args.hidden, args.repeats, args.chunk_size):
+    records = measure(
+        args.tokens, args.vocab, args.hidden, args.repeats, args.chunk_size, args.compile, args.stats
+    )
+    for record in records:
         print(json.dumps(record), flush=True)
 
 

@@ -101,9 +101,11 @@ def run(
 ) -> dict:
     """Warm up, then train with ``objective``; the mean reward of every RL step and the greedy accuracies.
 
-    β = 4 rather than the paper's 1: with β = 1 the target z* = z_old + A/β (eq. 7) moves every
-    logit by a full nat per step, and this 64-wide model collapses (reward → −1 within 60 steps,
-    measured; see docs/examples.md) — the instability docs/demo.md reports for LCO at β = 1.
+    The anchor and β_negative are LCOConfig's defaults for ``advantage="outcome"`` (the generating
+    policy, β_negative = 100·β). β = 4 rather than the paper's 1: both learn with those defaults, β = 4
+    a little more over three seeds (docs/examples.md); with one β for both signs this 64-wide model
+    collapses (reward −0.88 → −0.94 in 60 steps, measured), consistent with the asymmetric tilt of
+    a sparse ±A that β_negative softens.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 
@@ -129,10 +131,9 @@ def run(
         objective=objective,
         advantage="outcome",
         lco_beta=lco_beta,
-        # z_old re-anchored at the policy every step, as this example was measured: on a sparse verifier
-        # reward the stability study found the per-step anchor learns more than LCOConfig's default (the
-        # initial policy), which is there to keep the dense DPO advantage from collapsing (docs/demo.md).
-        lco_anchor_update_steps=1,
+        # the anchor and β_negative are LCOConfig's defaults for advantage="outcome": z_old re-anchored at
+        # the generating policy every step and β_negative = 100·β (docs/trainer.md, "Defaults, from the
+        # evidence")
         learning_rate=learning_rate,
         lr_scheduler_type="constant",
         num_generations=8,

@@ -6,6 +6,7 @@ from a synthetic results.json; and Method.lco_options reaching LCOConfig."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 from dataclasses import asdict, replace
@@ -14,6 +15,7 @@ import pytest
 
 from lco.demo.methods import (
     ABLATION_OPTIONS,
+    ABLATION_SIGNALS,
     METHODS,
     REGRESSION_OPTIONS,
     Method,
@@ -379,12 +381,13 @@ def test_method_lco_options_reach_lco_config():
     from lco.demo.rl import lco_config, schedule
 
     rl = SETTINGS.rl
-    for option, (_, options) in ABLATION_OPTIONS.items():
+    for option in ABLATION_OPTIONS:
         method = METHODS[ablation_name("lco_kld", "outcome", option)]
         config = lco_config(method, 0, COMMON, rl, schedule(method, rl), "/tmp/unused", None)
-        for name, value in options:
-            if name != "lco_preset":
-                assert getattr(config, name) == value, (option, name)
+        for name, value in method.lco_options:
+            if name == "lco_beta_negative" and value is None:
+                value = rl.lco_beta  # the row's one β for both signs
+            assert getattr(config, name) == value, (option, name)
         assert config.num_generations == 4 and config.advantage == "outcome"
     authors = lco_config(
         METHODS[ablation_name("lco_kld", "outcome", "authors")],
@@ -422,14 +425,26 @@ def test_ablation_rows_spell_out_the_paper_and_the_authors_presets_of_lco_config
 
     fields = [name for name, _ in ABLATION_OPTIONS["paper"][1]]
 
-    def resolved(preset):
+    def resolved(preset, advantage="dpo_dense"):
         config = LCOConfig(
-            output_dir="/tmp/unused", objective="lco_kld", lco_preset=preset, lco_beta=1.0, use_cpu=True
+            output_dir="/tmp/unused",
+            objective="lco_kld",
+            advantage=advantage,
+            reward_model_path="phi_dpo",
+            reference_reward_model_path="phi_ref",
+            lco_preset=preset,
+            lco_beta=1.0,
+            use_cpu=True,
         )
         return {name: getattr(config, name) for name in fields}
 
     assert dict(ABLATION_OPTIONS["paper"][1]) == resolved("paper")
     assert dict(ABLATION_OPTIONS["authors"][1]) == resolved("authors")
+    # each signal's row is the preset for that advantage (a sparse one takes A as it is: no std)
+    for signal, (_, advantage, _) in ABLATION_SIGNALS.items():
+        for preset in ("paper", "authors"):
+            row = METHODS[ablation_name("lco_kld", signal, preset)].options
+            assert row == resolved(preset, advantage), (signal, preset)
     paper = dict(ABLATION_OPTIONS["paper"][1])
     for option, (_, options) in ABLATION_OPTIONS.items():
         changed = {name for name, value in options if paper[name] != value}
@@ -438,21 +453,18 @@ def test_ablation_rows_spell_out_the_paper_and_the_authors_presets_of_lco_config
 
 
 def test_changed_lco_defaults_enter_the_cache_key_of_the_lco_rows_that_inherit_them(monkeypatch):
-    import dataclasses
-
     from lco.demo import rl
-    from lco.trainer import LCOConfig
+    from lco.trainer import config
 
-    declared = {f.name: f.default for f in dataclasses.fields(LCOConfig)}
-    paper = dict(ABLATION_OPTIONS["paper"][1])
-    off_paper = {name: declared[name] for name in paper if declared[name] != paper[name]}
-    assert rl.lco_default_changes(METHODS["lco_kld"]) == off_paper  # whatever the defaults are today
-    real = rl._lco_config_default
-    monkeypatch.setattr(
-        rl, "_lco_config_default", lambda name: 4 if name == "lco_anchor_update_steps" else real(name)
-    )
-    assert rl.lco_default_changes(METHODS["lco_kld"])["lco_anchor_update_steps"] == 4
+    # issue 22: the dense DPO rows inherit the initial-policy anchor, the verifier rows β_negative = 100β
+    assert rl.lco_default_changes(METHODS["lco_kld"]) == {"lco_anchor_update_steps": 0}  # dpo_dense
+    assert rl.lco_default_changes(METHODS["lco_kld_dpo_token"]) == {"lco_anchor_update_steps": 0}
+    assert rl.lco_default_changes(METHODS["lco_kld_matched"]) == {"lco_beta_negative": 100.0}  # outcome
+    # the study revises the one table; the keys follow
+    revised = dataclasses.replace(config.SIGNAL_DEFAULTS["policy"], anchor_update_steps=4)
+    monkeypatch.setitem(config.SIGNAL_DEFAULTS, "policy", revised)
     assert rl.lco_default_changes(METHODS["lco_kld_matched"])["lco_anchor_update_steps"] == 4
+    assert rl.lco_default_changes(METHODS["lco_kld_rule"])["lco_anchor_update_steps"] == 4
     assert rl.lco_default_changes(METHODS[ablation_name("lco_kld", "dense", "paper")]) == {}  # spells it out
     assert rl.lco_default_changes(METHODS["grpo"]) == {} and rl.lco_default_changes(METHODS["warmup"]) == {}
 
@@ -471,6 +483,22 @@ def test_each_family_is_compared_at_its_chosen_configuration_and_checked_against
     md = report_from_results_payload(_synthetic_payload(lift=0.2))
     assert "## Each family at its chosen configuration (test split)" in md
     assert "Tuning budget (configurations tried per family): lco_kld/outcome 1, grpo 1" in md
+
+
+def test_a_rows_beta_negative_none_is_one_beta_for_both_signs(tmp_path):
+    """LCOConfig reads β_negative None as "from the advantage" (100β for the verifier's outcome); the
+    study's paper-form rows mean the paper's single β, so the RL stage passes β itself."""
+    from lco.demo import rl
+    from lco.demo.settings import RLSettings
+
+    settings = RLSettings()
+    method = METHODS[ablation_name("lco_kld", "outcome", "paper")]
+    config = rl.lco_config(method, 0, 1e-4, settings, {"max_steps": 1}, str(tmp_path), None)
+    assert config.lco_beta_negative == settings.lco_beta and config.lco_anchor_update_steps == 1
+    matched = rl.lco_config(
+        METHODS["lco_kld_matched"], 0, 1e-4, settings, {"max_steps": 1}, str(tmp_path), None
+    )
+    assert matched.lco_beta_negative == 100.0 * settings.lco_beta
 
 
 def report_from_results_payload(payload):

@@ -24,7 +24,6 @@ from lco import (
 )
 from lco.objectives import compiled, fused
 from lco.objectives.fused import default_chunk_size
-from lco.objectives.targets import support_ids
 
 LOSSES = ("lco_mse", "lco_lch", "lco_kld")
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -86,15 +85,33 @@ def _leaves(p, requires_grad=True):
 
 
 def _naive_lco(
-    p, loss, adv_dense, old_full, mask, beta=0.8, normalization="mean", beta_negative=None, support=None
+    p,
+    loss,
+    adv_dense,
+    old_full,
+    mask,
+    beta=0.8,
+    normalization="mean",
+    beta_negative=None,
+    support=None,
+    actions=None,
 ):
-    """The naive loss; a support (int k or ids [N, k]) is resolved to ids from z_old as the fused one does."""
+    """The naive loss, normalising A itself (β_negative by the sign of the uncentred A); a top-k
+    support holds the sampled ``actions`` when they are given (a sparse advantage)."""
     leaves = _leaves(p)
     z = leaves[0] @ leaves[1].T + (leaves[2] if len(leaves) == 3 else 0.0)
     z_old = z.detach() if old_full is None else old_full
-    ids = support_ids(z_old, support)
-    adv = lco.normalize_advantages(adv_dense, normalization, support=ids)
-    value = getattr(lco, loss)(z, z_old, adv, beta, mask, beta_negative=beta_negative, support=ids)
+    value = getattr(lco, loss)(
+        z,
+        z_old,
+        adv_dense,
+        beta,
+        mask,
+        beta_negative=beta_negative,
+        support=support,
+        normalization=normalization,
+        actions=actions,
+    )
     return value, torch.autograd.grad(value, leaves)
 
 
@@ -208,8 +225,15 @@ def _assert_fused_equals_naive(p, loss, adv_form, old_form, mask, chunk_size, su
     adv, adv_dense = _advantages(p, adv_form)
     old, old_full = _old_logits(p, old_form)
     fused_support, naive_support = _support(p, support_form)
+    if adv_form == "sparse" and options.get("normalization", "mean") in ("std", "mean_std"):
+        # the std of a one-hot row keeps only the sign of A: refused, naming the argument
+        with pytest.raises(ValueError, match="normalization=.* with a sparse advantage .* only the sign"):
+            _fused_lco(p, loss, adv, old, mask, chunk_size, support=fused_support, **options)
+        return
+    # a sparse advantage's top-k support holds the sampled token in the fused loss; tell the naive one
+    actions = p["actions"] if adv_form == "sparse" and isinstance(support_form, int) else None
     naive_value, naive_grads = _naive_lco(
-        p, loss, adv_dense, old_full, mask, support=naive_support, **options
+        p, loss, adv_dense, old_full, mask, support=naive_support, actions=actions, **options
     )
     kw = {"actions": p["actions"]} if support_form == "sampled" and adv_form != "sparse" else {}
     fused_value, fused_grads, _ = _fused_lco(
@@ -228,11 +252,13 @@ def _assert_fused_equals_naive(p, loss, adv_form, old_form, mask, chunk_size, su
 def test_fused_with_a_support_std_over_it_and_beta_negative_equals_naive(
     loss, adv_form, support_form, old_form, mask_kind
 ):
-    """The authors' setting: top-k (or given ids) support, std over it without centring, β×k for A < 0."""
+    """The authors' setting: top-k (or given ids) support, std over it without centring for a dense
+    advantage (a sparse one as it is, as the authors' preset does), β×k for A < 0."""
     p = _problem()
     mask = _masks(p)[mask_kind]
+    normalization = "none" if adv_form == "sparse" else "std"
     _assert_fused_equals_naive(
-        p, loss, adv_form, old_form, mask, 4, support_form, normalization="std", beta_negative=5.0
+        p, loss, adv_form, old_form, mask, 4, support_form, normalization=normalization, beta_negative=5.0
     )
 
 
@@ -522,7 +548,7 @@ def test_no_tensor_larger_than_one_chunk_of_logits_is_created_with_a_support(los
         value = fused_lco_loss(
             leaves[0], leaves[1], bias=leaves[2], loss=loss, beta=1.0, advantages=adv, mask=p["mask"],
             chunk_size=chunk, support=support, actions=p["actions"], beta_negative=100.0,
-            normalization="std" if support == 5 else "none",
+            normalization=("mean" if adv_form == "sparse" else "std") if support == 5 else "none",
         )  # fmt: skip
         torch.autograd.grad(value, leaves)
     assert fused_ops.largest <= chunk * v

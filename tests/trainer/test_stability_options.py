@@ -63,6 +63,13 @@ def _sparse_A(inputs, vocab):
     return lco.sparse_advantages(_token_advantages(inputs).float(), inputs["completion_ids"], vocab)
 
 
+def _default_kld(z, z_old, inputs, beta, mask=None):
+    """The naive LCO-KLD with the outcome advantage's defaults: mean normalisation, β_negative = 100β."""
+    mask = inputs["completion_mask"].bool() if mask is None else mask
+    A = _sparse_A(inputs, z.shape[-1])
+    return lco.lco_kld(z, z_old, A, beta, mask, beta_negative=100 * beta, normalization="mean")
+
+
 # --- the anchor ---------------------------------------------------------------------------------
 
 
@@ -81,8 +88,8 @@ def test_anchor_never_refreshed_is_the_initial_policy_at_every_step(
         with torch.no_grad():
             _, z_initial = _completion_logits(initial, inputs)
             _, z = _completion_logits(current, inputs)
-            A = lco.normalize_advantages(_sparse_A(inputs, z.shape[-1]), "mean")
-            expected = lco.lco_kld(z, z_initial, A, beta, inputs["completion_mask"].bool())
+            # outcome's β_negative default, 100β, by the sign of the uncentred A
+            expected = _default_kld(z, z_initial, inputs, beta)
         torch.testing.assert_close(_batch_old_logits(inputs), z_initial, atol=1e-5, rtol=1e-5)
         assert abs(loss - float(expected)) < 1e-5 * max(1.0, abs(float(expected))), step
         if step > 0:
@@ -150,10 +157,16 @@ def test_authors_preset_loss_is_the_naive_top5_std_and_beta_negative_loss(
         with torch.no_grad():
             _, z_initial = _completion_logits(initial, inputs)
             _, z = _completion_logits(current, inputs)
-            ids = support_ids(z_initial, 5)
-            A = lco.normalize_advantages(_sparse_A(inputs, z.shape[-1]), "std", support=ids)
+            # the outcome advantage is sparse: "none" normalisation, and the support holds a_t
+            ids = support_ids(z_initial, 5, inputs["completion_ids"])
             expected = lco.lco_kld(
-                z, z_initial, A, beta, inputs["completion_mask"].bool(), beta_negative=100 * beta, support=ids
+                z,
+                z_initial,
+                _sparse_A(inputs, z.shape[-1]),
+                beta,
+                inputs["completion_mask"].bool(),
+                beta_negative=100 * beta,
+                support=ids,
             )
         assert abs(loss - float(expected)) < 1e-5 * max(1.0, abs(float(expected)))
 
@@ -180,7 +193,9 @@ def test_sampled_support_regresses_the_sampled_logit(tmp_path, tiny_models, toke
         _, z = _completion_logits(current, inputs)
         a = inputs["completion_ids"].unsqueeze(-1)
         # the authors' sampled-logit regression: (z_a − (z_old,a + A/β))² on the sampled token
-        target = z_initial.gather(-1, a).squeeze(-1) + _token_advantages(inputs) / beta
+        adv = _token_advantages(inputs)
+        per_sign = torch.where(adv < 0, adv / (100 * beta), adv / beta)  # outcome's β_negative = 100β
+        target = z_initial.gather(-1, a).squeeze(-1) + per_sign
         per_token = (z.gather(-1, a).squeeze(-1) - target) ** 2
         expected = masked_mean(per_token, inputs["completion_mask"].float())
     assert abs(loss - float(expected)) < 1e-5 * max(1.0, abs(float(expected)))
@@ -205,9 +220,8 @@ def test_temperature_consistent_loss_is_the_naive_kld_on_z_over_t(tmp_path, tiny
         with torch.no_grad():
             _, z_initial = _completion_logits(initial, inputs)
             _, z = _completion_logits(current, inputs)
-            A = lco.normalize_advantages(_sparse_A(inputs, z.shape[-1]), "mean")
-            expected = lco.lco_kld(z / T, z_initial / T, A, beta, inputs["completion_mask"].bool())
-            at_one = lco.lco_kld(z, z_initial, A, beta, inputs["completion_mask"].bool())
+            expected = _default_kld(z / T, z_initial / T, inputs, beta)
+            at_one = _default_kld(z, z_initial, inputs, beta)
         assert abs(loss - float(expected)) < 2e-6 * max(1.0, abs(float(expected)))
         assert abs(loss - float(at_one)) > 1e-4, "T = 1 would give the same loss; the test cannot fail"
 
@@ -235,9 +249,8 @@ def test_temperature_consistent_gradient_is_the_autograd_gradient_of_the_naive_l
 
     model.zero_grad()
     _, z = _completion_logits(model, batch)
-    A = lco.normalize_advantages(_sparse_A(batch, z.shape[-1]), "mean")
     # on-policy: z_old is the current logits at T, detached
-    lco.lco_kld(z / T, (z / T).detach(), A, beta, batch["completion_mask"].bool()).backward()
+    _default_kld(z / T, (z / T).detach(), batch, beta).backward()
     for name, p in model.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(fused[name], p.grad, atol=1e-6, rtol=1e-4, msg=name)
@@ -281,8 +294,7 @@ def test_sign_passes_keep_the_attention_mask_and_restrict_only_the_loss(
     for recorded, selected in zip(trainer.losses, signs, strict=True):
         loss_mask = mask * selected
         if objective == "lco_kld":
-            A = lco.normalize_advantages(_sparse_A(batch, z.shape[-1]), "mean")
-            expected = lco.lco_kld(z, z, A, args.lco_beta, loss_mask.bool())
+            expected = _default_kld(z, z, batch, args.lco_beta, loss_mask.bool())
         else:
             logps = (
                 torch.log_softmax(z / 0.7, -1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
@@ -341,12 +353,12 @@ def _changed(tmp_path, tiny_models, **overrides) -> dict:
     return {name: preset[name] for name in plain if plain[name] != preset[name]}
 
 
-def test_paper_preset_is_the_default_but_for_the_anchor(tmp_path, tiny_models):
-    # issue 12: the default anchor is the initial policy (the demo's stability study); "paper" restores
-    # the paper's anchor, the policy that generated the batch, and changes nothing else
+def test_paper_preset_on_the_outcome_advantage_drops_only_beta_negative(tmp_path, tiny_models):
+    # issue 22: "outcome" (policy-dependent) defaults to the paper's anchor with β_negative = 100β; the
+    # paper's preset changes nothing else
     assert _changed(tmp_path, tiny_models, lco_preset="paper") == {
         "lco_preset": "paper",
-        "lco_anchor_update_steps": 1,
+        "lco_beta_negative": None,
     }
 
 
@@ -354,23 +366,24 @@ def test_authors_preset_sets_exactly_the_documented_fields(tmp_path, tiny_models
     assert _changed(tmp_path, tiny_models, lco_preset="authors") == {
         "lco_preset": "authors",
         "lco_support": "top_k",  # lco_support_k's default is already the authors' 5
-        "advantage_normalization": "std",
-        "lco_beta_negative": 200.0,  # 100 · lco_beta
-        # lco_anchor_update_steps: the authors' 0 is already the default (issue 12)
+        "advantage_normalization": "none",  # a sparse advantage: no std (that is the dense DPO one's)
+        "lco_anchor_update_steps": 0,
+        # lco_beta_negative: the authors' 100 · lco_beta is already outcome's default (issue 22)
     }
     config = tiny_config(tmp_path, tiny_models, lco_preset="authors")
-    assert (config.lco_support_k, config.lco_anchor_update_steps) == (5, 0)
+    assert (config.lco_support_k, config.lco_beta_negative) == (5, 100.0)
 
 
-def test_a_preset_leaves_the_fields_the_user_set(tmp_path, tiny_models):
-    user = dict(advantage_normalization="mean_std", lco_beta_negative=3.0, lco_anchor_update_steps=4)
+def test_a_preset_leaves_the_fields_the_user_set_to_the_presets_values(tmp_path, tiny_models):
+    user = dict(advantage_normalization="none", lco_beta_negative=200.0, lco_anchor_update_steps=0)
     assert _changed(tmp_path, tiny_models, lco_preset="authors", **user) == {
         "lco_preset": "authors",
         "lco_support": "top_k",
-        **user,
+        "advantage_normalization": "none",
+        "lco_anchor_update_steps": 0,
     }
-    config = tiny_config(tmp_path, tiny_models, lco_preset="authors", lco_support_k=3)
-    assert (config.lco_support, config.lco_support_k) == ("top_k", 3)
+    config = tiny_config(tmp_path, tiny_models, lco_preset="authors", lco_temperature_consistent=True)
+    assert (config.lco_support, config.lco_temperature_consistent) == ("top_k", True)
 
 
 @pytest.mark.parametrize(
@@ -402,8 +415,9 @@ def test_bad_stability_options_name_the_field(tmp_path, tiny_models, overrides, 
         tiny_config(tmp_path, tiny_models, **overrides)
 
 
-def test_std_normalisation_is_accepted(tmp_path, tiny_models):
-    assert tiny_config(tmp_path, tiny_models, advantage_normalization="std").advantage_normalization == "std"
+def test_std_normalisation_is_accepted_for_a_dense_advantage(tmp_path, tiny_models):
+    config = tiny_config(tmp_path, tiny_models, advantage="dpo_dense", advantage_normalization="std")
+    assert config.advantage_normalization == "std"
 
 
 def test_every_lco_objective_accepts_the_options_and_no_other_does():

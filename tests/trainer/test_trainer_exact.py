@@ -60,8 +60,12 @@ def test_first_on_policy_step_kld_logit_gradient_is_pi_minus_pi_star(
 
     with torch.no_grad():
         h, z = _completion_logits(model, batch)
-        A = lco.sparse_advantages(_token_advantages(batch).float(), batch["completion_ids"], z.shape[-1])
-        pi_star = torch.softmax(z + lco.normalize_advantages(A, "mean") / beta, -1)
+        # outcome's default β_negative = 100β where A < 0 (the batch has A = 1 and A = −0.5), by the sign
+        # of the uncentred A; the sparse A tilts the sampled token only (eqs. 6–7, 11)
+        a = _token_advantages(batch).float()
+        per_sign = torch.where(a < 0, a / (100 * beta), a / beta)
+        tilt = torch.zeros_like(z).scatter_(-1, batch["completion_ids"].unsqueeze(-1), per_sign.unsqueeze(-1))
+        pi_star = torch.softmax(z + tilt, -1)
         mask = batch["completion_mask"].float()
         # eq. 47 per token, averaged over the #tokens of E_t: ∂L/∂z = (π_θ − π*) / #tokens
         dz = (torch.softmax(z, -1) - pi_star) * mask[..., None] / mask.sum()
@@ -86,15 +90,32 @@ class _Recorder(LCOTrainer):
         return loss
 
 
+def _kld_closed_form(z, z_old, inputs, beta, beta_negative):
+    """E_t[KL(π* ‖ π_θ)] (eq. 10) with π* ∝ π_old·exp(A/β_±) (eqs. 6–7): the sparse A of eq. (11) tilts
+    only the sampled token, by A/β where A ≥ 0 and A/β_negative where A < 0 (centring leaves π* as is)."""
+    a = _token_advantages(inputs).float()
+    per_sign = torch.where(a < 0, a / beta_negative, a / beta)
+    tilt = torch.zeros_like(z_old).scatter_(
+        -1, inputs["completion_ids"].unsqueeze(-1), per_sign.unsqueeze(-1)
+    )
+    log_pi_star = torch.log_softmax(z_old + tilt, -1)
+    kl = (log_pi_star.exp() * (log_pi_star - torch.log_softmax(z, -1))).sum(-1)
+    mask = inputs["completion_mask"].float()
+    return float((kl * mask).sum() / mask.sum())
+
+
 def test_reused_rollouts_use_the_exact_old_policy_logits(tmp_path, tiny_models, tokenizer, prompts):
+    """The paper's path (m = 1, outcome's default) on a reused rollout: z_old is the generating policy's."""
     beta = 1.0
     args = tiny_config(
         tmp_path, tiny_models, objective="lco_kld", num_iterations=2, max_steps=2, lco_beta=beta
     )
+    assert (args.lco_anchor_update_steps, args.lco_beta_negative) == (1, 100.0)  # outcome's defaults
     trainer = _Recorder(
         tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
     )
     trainer.train()
+    assert trainer._anchor is None  # m = 1 keeps no snapshot: z_old comes from the saved rollout state
     assert len(trainer.generation_policies) == 1 and len(trainer.records) == 2
     old_policy = trainer.generation_policies[0]
     inputs, loss, current_policy = trainer.records[1]  # the second step reuses the first rollout
@@ -102,11 +123,55 @@ def test_reused_rollouts_use_the_exact_old_policy_logits(tmp_path, tiny_models, 
         _, z = _completion_logits(current_policy, inputs)
         _, z_old = _completion_logits(old_policy, inputs)
         A = lco.sparse_advantages(_token_advantages(inputs).float(), inputs["completion_ids"], z.shape[-1])
-        expected = lco.lco_kld(
-            z, z_old, lco.normalize_advantages(A, "mean"), beta, inputs["completion_mask"].bool()
+        expected = _kld_closed_form(z, z_old, inputs, beta, 100.0 * beta)
+        # the same through the library's naive loss, β_negative by the sign of the uncentred A
+        naive = lco.lco_kld(
+            z,
+            z_old,
+            A,
+            beta,
+            inputs["completion_mask"].bool(),
+            beta_negative=100.0 * beta,
+            normalization="mean",
         )
+    assert (_token_advantages(inputs) < 0).any(), "no negative advantage: β_negative is not exercised"
     assert (z - z_old).norm() > 1e-4, "the policy did not move between generation and the reuse step"
-    assert abs(loss - float(expected)) < 1e-5 * max(1.0, abs(float(expected)))
+    assert abs(loss - expected) < 1e-5 * max(1.0, abs(expected))
+    assert abs(float(naive) - expected) < 1e-5 * max(1.0, abs(expected))
+
+
+def test_initial_policy_anchor_across_several_generation_batches_with_reuse(
+    tmp_path, tiny_models, tokenizer, prompts
+):
+    """m = 0 with two generation batches, each optimised twice: every step's z_old is the initial policy's,
+    not the policy that generated the batch (they differ from the second batch on)."""
+    beta = 0.8
+    args = tiny_config(
+        tmp_path,
+        tiny_models,
+        objective="lco_kld",
+        num_iterations=2,
+        max_steps=4,
+        lco_beta=beta,
+        lco_anchor_update_steps=0,
+        lco_beta_negative=beta,  # one β for both signs
+    )
+    trainer = _Recorder(
+        tiny_models["policy"], parity_reward, args, train_dataset=prompts, processing_class=tokenizer
+    )
+    trainer.train()
+    assert len(trainer.generation_policies) == 2 and len(trainer.records) == 4
+    initial = trainer.generation_policies[0]  # generated before any update: the initial policy
+    for step, (inputs, loss, current_policy) in enumerate(trainer.records):
+        with torch.no_grad():
+            _, z = _completion_logits(current_policy, inputs)
+            _, z_initial = _completion_logits(initial, inputs)
+            _, z_generating = _completion_logits(trainer.generation_policies[step // 2], inputs)
+            expected = _kld_closed_form(z, z_initial, inputs, beta, beta)
+        assert abs(loss - expected) < 1e-5 * max(1.0, abs(expected)), step
+        if step >= 2:  # the second batch was generated by a moved policy: the anchor is not it
+            assert (z_generating - z_initial).norm() > 1e-4
+            assert abs(loss - _kld_closed_form(z, z_generating, inputs, beta, beta)) > 1e-6
 
 
 def test_objective_grpo_is_exactly_trls_grpo_trainer(tmp_path, tiny_models, tokenizer, prompts):

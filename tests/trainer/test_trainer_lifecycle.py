@@ -211,19 +211,15 @@ def test_cli_train_runs_a_yaml_config_with_overrides(tmp_path, tiny_models):
 
 def test_cli_train_accepts_the_stability_options(tmp_path, tiny_models):
     config = _write_cli_inputs(tmp_path, tiny_models)
-    flags = [
-        "--lco_preset",
-        "authors",
-        "--lco_anchor_update_steps",
-        "2",
-        "--lco_temperature_consistent",
-        "true",
-    ]
+    # the preset fills what it names; an option it does not name is the user's (a conflicting one is an
+    # error: tests/trainer/test_lco_presets.py)
+    flags = ["--lco_preset", "authors", "--lco_support_k", "5", "--lco_temperature_consistent", "true"]
     flags += ["--lco_beta", "2", "--temperature", "0.6", "--max_steps", "2"]
     assert lco_main(["train", config, *flags]) == 0
     args = torch.load(tmp_path / "run" / "training_args.bin", weights_only=False)
-    assert (args.lco_support, args.lco_support_k, args.advantage_normalization) == ("top_k", 5, "std")
-    assert (args.lco_anchor_update_steps, args.lco_beta_negative) == (2, 200.0)
+    # the outcome advantage is sparse: the authors' preset takes it as it is (no std)
+    assert (args.lco_support, args.lco_support_k, args.advantage_normalization) == ("top_k", 5, "none")
+    assert (args.lco_anchor_update_steps, args.lco_beta_negative) == (0, 200.0)
     assert args.lco_temperature_consistent is True and args.temperature == 0.6
 
 

@@ -140,7 +140,9 @@ METHODS: dict[str, Method] = {
 # The stability ablation of the study (``lco demo --study stability``; docs/trainer.md, "Stability
 # options"): the paper as written, each option alone, and the authors' combination. Every row spells
 # out all the options (the paper's form with its change), so that a row means the same thing whatever
-# LCOConfig's defaults or presets are. β_negative is 100·β at the demo's β = 1 (RLSettings.lco_beta).
+# LCOConfig's defaults or presets are. β_negative is 100·β at the demo's β = 1 (RLSettings.lco_beta);
+# its None here is the paper's one β for both signs (lco.demo.rl.lco_config passes it as β, since
+# LCOConfig reads None as "from the advantage").
 PAPER_FORM: tuple[tuple[str, object], ...] = (
     ("lco_support", "full"),
     ("lco_support_k", 5),
@@ -185,6 +187,18 @@ ABLATION_SIGNALS: dict[str, tuple[str, str, int]] = {
 ABLATION_OBJECTIVES = {"lco_kld": "LCO-KLD", "lco_lch": "LCO-LCH"}
 
 
+def _on_signal(options: tuple[tuple[str, object], ...], advantage: str) -> tuple[tuple[str, object], ...]:
+    """A row's options for one signal: a sparse advantage refuses the std normalisations (the std of a
+    one-hot row keeps only the sign of A), so there the authors' form takes A as it is, as LCOConfig's
+    preset "authors" does (their std is their treatment of the dense DPO advantage)."""
+    if ADVANTAGE_SPECS[advantage].dense:
+        return options
+    return tuple(
+        (name, "none" if name == "advantage_normalization" and value in ("std", "mean_std") else value)
+        for name, value in options
+    )
+
+
 def ablation_name(objective: str, signal: str, option: str) -> str:
     """The method name of one ablation row, e.g. ``lco_kld_outcome_anchor_never``."""
     return f"{objective}_{signal}_{option}"
@@ -200,7 +214,7 @@ for _objective, _objective_label in ABLATION_OBJECTIVES.items():
                 objective=_objective,
                 advantage=_advantage,
                 num_generations=_group_size,
-                lco_options=_options,
+                lco_options=_on_signal(_options, _advantage),
             )
 
 # LCO-LCH and LCO-MSE for the study (issue 23): support (the sampled logit, π_old's top-5, the whole

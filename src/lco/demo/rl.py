@@ -34,20 +34,19 @@ def _lco_config_default(name: str):
 
 
 def lco_default_changes(method: Method) -> dict:
-    """The stability options an LCO row inherits from ``LCOConfig``'s defaults where those differ from
-    the paper's form (empty while the defaults are the paper's). They go into the RL stage's cache key,
-    so that changing the defaults rebuilds the LCO runs they affect and no other stage."""
+    """The stability options an LCO row inherits from ``LCOConfig``'s defaults for its advantage
+    (:func:`lco.trainer.config.default_lco_options`, at β = 1: the key holds ``rl.lco_beta`` too) where
+    those differ from the paper's form. They go into the RL stage's cache key, so that changing the
+    defaults rebuilds the LCO runs they affect and no other stage."""
     from ..objectives.registry import OBJECTIVE_SPECS
+    from ..trainer.config import default_lco_options
     from .methods import PAPER_FORM
 
     if not method.trained or not OBJECTIVE_SPECS[method.objective].accepts_lco_options:
         return {}
     own = method.options
-    return {
-        name: _lco_config_default(name)
-        for name, paper in PAPER_FORM
-        if name not in own and _lco_config_default(name) != paper
-    }
+    defaults = default_lco_options(method.objective, method.advantage)
+    return {name: defaults[name] for name, paper in PAPER_FORM if name not in own and defaults[name] != paper}
 
 
 def iterations_per_rollout(method: Method) -> int:
@@ -158,8 +157,13 @@ def lco_config(
         dynamics_every=rl.dynamics_every,
         **extra,
     )
-    # the row's own LCO options (an ablation variant) override the shared defaults above
-    kwargs.update(method.options)
+    # the row's own LCO options (an ablation variant) override the shared defaults above; a row's
+    # β_negative None is the paper's one β for both signs, which LCOConfig takes as β_negative = β
+    # (its None means "from the advantage")
+    options = method.options
+    if "lco_beta_negative" in options and options["lco_beta_negative"] is None:
+        options["lco_beta_negative"] = rl.lco_beta
+    kwargs.update(options)
     return LCOConfig(**kwargs)
 
 

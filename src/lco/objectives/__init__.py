@@ -8,7 +8,11 @@
 - :mod:`.fused` — LM head + LCO / SFT loss, chunked over tokens (no [N, V] logits), built from
   :mod:`.chunked` (the chunking base and its autograd), :mod:`.lco_chunk` (LCO's per-chunk math),
   :mod:`.row_sources` (where A and z_old come from, chunk by chunk) and :mod:`.compiled` (``torch.compile``)
-- :mod:`.registry` — one row per objective and per advantage: what each needs (read by the trainer)
+- :mod:`.registry` — one row per objective and per advantage: what each needs and the functions that
+  compute it (read by the trainer; ``register_objective`` adds a row)
+- :mod:`.losses` — the registered losses, ``loss(LossBatch, LossContext) -> (loss, metrics)``
+- :mod:`.token_advantages` — the registered token-advantage builders and the reward models' row sources
+- :mod:`.rollout` — the typed record the generation step hands to the loss (``Rollout``, z_old as ``OldLogits``)
 - :mod:`.heads` — z = h·Wᵀ + b one chunk of rows at a time; log-probs and distillation losses from it
 
 The names below are imported from their module on first use, so that ``import lco`` stays light.
@@ -47,7 +51,16 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "value_loss",
         ),
         "reduction": ("AGGREGATIONS", "aggregate", "masked_mean"),
-        "registry": ("ADVANTAGE_SPECS", "OBJECTIVE_SPECS", "AdvantageSpec", "ObjectiveSpec"),
+        "losses": ("LossBatch", "LossContext"),
+        "registry": (
+            "ADVANTAGE_SPECS",
+            "OBJECTIVE_SPECS",
+            "AdvantageSpec",
+            "ObjectiveSpec",
+            "register_objective",
+            "unregister_objective",
+        ),
+        "rollout": ("OldLogits", "Rollout"),
         "row_sources": ("SparseAdvantages", "dpo_advantage_chunks", "logprob_advantage_chunks"),
         "targets": ("optimal_log_policy", "optimal_logits"),
     },

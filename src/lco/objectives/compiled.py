@@ -20,7 +20,9 @@ COMPILE_AUTO: dict[str, bool] = {"cpu": True, "cuda": False}
 CPU: compiled, since in the steady state the whole fused step is faster (N = 2048, V = 32000:
 fused LCO-KLD / fused CE 1.08 compiled against 1.26 eager, LCH 1.17 against 1.23, MSE 1.00 against
 1.04; at N = 8192, under load, no clear gain either way); the compile itself costs seconds per loss and shape (a minute for Inductor's first start
-in a process). CUDA: not measured yet (no GPU in that session), so eager. ``compile`` defaults to
+in a process). Those ratios predate the closed-form on-policy sparse step
+(``LogitLoss.sparse_value_and_grad``), which brings eager to CE's cost on that path (fused_vs_ce in
+benchmarks/README.md); compiling it is not measured. CUDA: not measured yet (no GPU in that session), so eager. ``compile`` defaults to
 ``False``, so nothing compiles unless asked."""
 
 

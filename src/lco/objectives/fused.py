@@ -143,11 +143,13 @@ def fused_lco_loss(
 ):
     """LCO-MSE / LCO-LCH / LCO-KLD (eqs. 8–10) of the logits z = h Wᵀ (+ b), chunk by chunk.
 
-    Equal to ``lco.<loss>(hidden @ weight.T + bias, old_logits, normalize_advantages(A, mode,
-    support=ids), beta, mask, beta_negative=..., support=ids)`` in value and in its gradients
-    w.r.t. ``hidden``, ``weight`` and ``bias``, with the target z* = z_old + A/β of eq. (7) and
-    peak memory of a few ``[chunk_size, V]`` blocks; ``ids`` is the support as token ids
-    (``None`` by default: the whole vocabulary, the paper).
+    Equal to ``lco.<loss>(hidden @ weight.T + bias, old_logits, A, beta, mask,
+    beta_negative=..., support=..., normalization=mode, actions=...)`` in value and in its
+    gradients w.r.t. ``hidden``, ``weight`` and ``bias``, with the target z* = z_old + A/β_± of
+    eq. (7) and peak memory of a few ``[chunk_size, V]`` blocks (``actions`` there: the sampled
+    tokens of a :class:`SparseAdvantages`, else ``None``; ``A`` its dense form,
+    :func:`lco.sparse_advantages`). Without ``beta_negative`` that is also
+    ``lco.<loss>(z, z_old, normalize_advantages(A, mode, support=ids), beta, ...)``.
 
     Args:
         hidden: final hidden states h, ``[N, H]`` (fp32 or bf16; the math is fp32 per chunk and
@@ -161,7 +163,9 @@ def fused_lco_loss(
         old_logits: z_old as ``[N, V]``, a callable like ``advantages``, or ``None`` for an
             on-policy step (z_old = the current logits, detached).
         normalization: per-token normalisation of A over the vocabulary, as
-            :func:`lco.normalize_advantages` (``"mean"``, ``"mean_std"``, ``"none"``; §4.4).
+            :func:`lco.normalize_advantages` (``"mean"``, ``"mean_std"``, ``"std"``, ``"none"``;
+            §4.4). A :class:`SparseAdvantages` takes ``"mean"`` or ``"none"`` only: the std of a row
+            that is A at a_t and 0 elsewhere is ∝ |A|, so dividing by it keeps only the sign of A.
         mask: optional ``[N]``; the loss is Σ_t m_t ℓ_t / max(Σ_t m_t, 1).
         bias: optional LM-head bias ``[V]``.
         actions: sampled token ids ``[N]``, for the stats and for ``support="sampled"``; taken
@@ -169,11 +173,14 @@ def fused_lco_loss(
         chunk_size: tokens per chunk; default :func:`default_chunk_size` of V, N, H and the
             device (the largest chunk, up to 256, keeping the step within a fifth of the unfused
             one's memory).
-        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β); see
-            :func:`lco.optimal_logits`.
+        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β), by the
+            sign of the uncentred A, the centring applied to the shift afterwards (eqs. 6–7 per
+            sign; see :func:`lco.objectives.targets.target_shift`).
         support: the entries π* may put mass on, per token (see :func:`lco.optimal_log_policy`):
             ``None`` (whole vocabulary, eq. 6); an int k, the top-k entries of z_old, found chunk
-            by chunk (of the current logits when ``old_logits`` is ``None``); token ids
+            by chunk (of the current logits when ``old_logits`` is ``None``), with the sampled
+            token in the k-th place where it is not among them when the advantages are a
+            :class:`SparseAdvantages` (else it would get no target mass whatever its A); token ids
             ``[N, k]``; or ``"sampled"``, the sampled actions (from ``advantages`` when sparse,
             else ``actions``), i.e. ids ``actions[:, None]`` — the authors' sampled-logit
             regression for ``lco_mse`` / ``lco_lch``. The normalisation's statistics are then
@@ -213,6 +220,12 @@ def fused_lco_loss(
         check_finite("advantages.token_advantages", sparse.token_advantages)
         if actions is not None and not torch.equal(actions, sparse.actions):
             raise ValueError("actions differs from advantages.actions; pass one or make them agree")
+        if normalization in ("std", "mean_std"):
+            raise ValueError(
+                f"normalization={normalization!r} with a sparse advantage (SparseAdvantages): the std of a "
+                "row that is A at the sampled token and 0 elsewhere is proportional to |A|, so dividing by it "
+                "keeps only the sign of A (a tilt of ±√V/β whatever |A|); use 'mean' or 'none'"
+            )
         actions = sparse.actions
 
         def advantage_rows(start: int, end: int) -> torch.Tensor:

@@ -7,9 +7,10 @@ functions here differentiate the value with autograd; the fused path
 (:mod:`lco.objectives.fused`) uses the closed-form gradient chunk by chunk, and the tests hold
 the two against each other and against the paper.
 
-Two stability options, off by default: ``beta_negative`` (the KL weight where A < 0) and
-``support`` (the entries π* and the regression cover: the vocabulary, top-k of z_old, or given
-token ids); see :mod:`lco.objectives.targets`. With a support of k entries z* is ``[..., k]`` and
+Stability options, off by default: ``beta_negative`` (the KL weight where A < 0, applied to the
+uncentred advantage), ``normalization`` (§4.4, done inside so that the β_± order is right) and
+``support`` (the entries π* and the regression cover: the vocabulary, top-k of z_old — holding the
+sampled ``actions`` when given —, or given token ids); see :mod:`lco.objectives.targets`. With a support of k entries z* is ``[..., k]`` and
 the gradients are π_θ − π*_support (KLD), (2/k)·(z − z*) and tanh(z − z*)/k on the support (MSE, LCH).
 """
 
@@ -22,7 +23,7 @@ import torch
 
 from .._checks import check_finite, check_mask, check_same_shape
 from .reduction import masked_mean
-from .targets import optimal_logits, support_ids
+from .targets import check_normalization, optimal_logits, support_ids
 
 _LOG_COSH_SPLIT = 20.0
 """Above this |x|, log cosh x = |x| − log 2 + log1p(e^{−2|x|}) differs from |x| − log 2 by
@@ -297,29 +298,51 @@ def _lco_objective(
     mask: torch.Tensor | None,
     beta_negative: float | None,
     support,
+    normalization: str = "none",
+    actions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     check_same_shape("old_logits", old_logits, "logits", logits)
     check_same_shape("advantages", advantages, "logits", logits)
     check_mask(mask, logits.shape[:-1])
     check_finite("logits", logits)
     # z* is a fixed target: no gradient flows into z_old or A (they come from the old policy / RM).
-    ids = support_ids(old_logits, support)
+    ids = support_ids(old_logits, support, actions)
     if ids is None:
-        target = optimal_logits(old_logits.detach(), advantages.detach(), beta, beta_negative=beta_negative)
+        target = optimal_logits(
+            old_logits.detach(),
+            advantages.detach(),
+            beta,
+            beta_negative=beta_negative,
+            normalization=normalization,
+        )
         return masked_mean(loss.value(logits.float(), target), mask)
     check_support_size(loss.name, ids.shape[-1])
+    check_normalization(normalization, ids.shape[-1])
     ids = ids.long()
-    # z* on the support only (eq. 7 entry by entry): the entries outside it never enter the loss.
+    # z* on the support only (eq. 7 entry by entry, the normalisation's statistics over the support):
+    # the entries outside it never enter the loss.
     target = optimal_logits(
         old_logits.detach().gather(-1, ids),
         advantages.detach().gather(-1, ids),
         beta,
         beta_negative=beta_negative,
+        normalization=normalization,
     )
     return masked_mean(loss.value(logits.float(), target, ids), mask)
 
 
-def lco_mse(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
+def lco_mse(
+    logits,
+    old_logits,
+    advantages,
+    beta: float,
+    mask=None,
+    *,
+    beta_negative=None,
+    support=None,
+    normalization: str = "none",
+    actions=None,
+):
     """LCO-MSE, eq. (8): E_t[(1/|V|)·Σ_a (z_θ − z*)²] with z* = z_old + A/β (eq. 7).
 
     Args:
@@ -328,25 +351,52 @@ def lco_mse(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
         advantages: dense advantages A, ``[..., V]``.
         beta: KL weight β > 0.
         mask: optional ``[...]`` selecting the tokens E_t averages over.
-        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β); see
-            :func:`lco.optimal_logits`.
+        beta_negative: KL weight for the entries with A < 0 (``None``, the default, is β), by the
+            sign of the uncentred A; see :func:`lco.optimal_logits`.
         support: ``None`` (whole vocabulary, the default), an int k (the top-k entries of z_old
             per token) or token ids ``[..., k]`` (e.g. the sampled action ``actions[..., None]``);
             see :func:`lco.optimal_log_policy`. ``advantages`` stay dense ``[..., V]``; only their
             entries on the support are read.
+        normalization: the §4.4 normalisation of A (:func:`lco.normalize_advantages`), over the
+            vocabulary or over the support; ``"none"`` (the default) takes A as given. Pass the raw A
+            and the mode here rather than a normalised A when ``beta_negative`` is set: the sign of
+            the raw A picks the β, then the shift is centred (:func:`lco.objectives.targets.target_shift`).
+        actions: the sampled tokens a_t, token shape (integer): an int-k support then always holds
+            a_t (in the k-th place where z_old does not rank it in its top k), as a sparse advantage
+            (eq. 11) needs — without it a_t gets no target mass whatever its advantage's sign.
 
-    With both options off the loss is the paper's, bit for bit.
+    With every option off the loss is the paper's, bit for bit.
 
     Strongly convex in z with Hessian (2/|V|)·I (Lemma 4.6, eq. 43). With a support of k entries
     the mean runs over those k logits only, gradient (2/k)·(z − z*) there and 0 elsewhere; the
     one-entry support of the sampled action is the authors' sampled-logit regression.
     """
     return _lco_objective(
-        LCO_LOSSES["lco_mse"], logits, old_logits, advantages, beta, mask, beta_negative, support
+        LCO_LOSSES["lco_mse"],
+        logits,
+        old_logits,
+        advantages,
+        beta,
+        mask,
+        beta_negative,
+        support,
+        normalization,
+        actions,
     )
 
 
-def lco_lch(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
+def lco_lch(
+    logits,
+    old_logits,
+    advantages,
+    beta: float,
+    mask=None,
+    *,
+    beta_negative=None,
+    support=None,
+    normalization: str = "none",
+    actions=None,
+):
     """LCO-LCH, eq. (9): E_t[(1/|V|)·Σ_a log cosh(z_θ − z*)]. Arguments as :func:`lco_mse`.
 
     Convex in z with Hessian diag(sech²(z − z*))/|V| (eq. 46); its logit gradient is
@@ -354,11 +404,31 @@ def lco_lch(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
     (by 1/k on a support of k entries, the only entries it touches).
     """
     return _lco_objective(
-        LCO_LOSSES["lco_lch"], logits, old_logits, advantages, beta, mask, beta_negative, support
+        LCO_LOSSES["lco_lch"],
+        logits,
+        old_logits,
+        advantages,
+        beta,
+        mask,
+        beta_negative,
+        support,
+        normalization,
+        actions,
     )
 
 
-def lco_kld(logits, old_logits, advantages, beta: float, mask=None, *, beta_negative=None, support=None):
+def lco_kld(
+    logits,
+    old_logits,
+    advantages,
+    beta: float,
+    mask=None,
+    *,
+    beta_negative=None,
+    support=None,
+    normalization: str = "none",
+    actions=None,
+):
     """LCO-KLD, eq. (10): E_t[KL(π* ‖ π_θ)] with π* = softmax(z_old + A/β) (eq. 6).
 
     Arguments as :func:`lco_mse`. Sum over the vocabulary, mean over the masked tokens. Logit gradient π_θ − π* (eq. 47),
@@ -368,5 +438,14 @@ def lco_kld(logits, old_logits, advantages, beta: float, mask=None, *, beta_nega
     depend on A).
     """
     return _lco_objective(
-        LCO_LOSSES["lco_kld"], logits, old_logits, advantages, beta, mask, beta_negative, support
+        LCO_LOSSES["lco_kld"],
+        logits,
+        old_logits,
+        advantages,
+        beta,
+        mask,
+        beta_negative,
+        support,
+        normalization,
+        actions,
     )

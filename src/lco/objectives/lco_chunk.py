@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..advantages import normalize_advantages
 from .chunked import ChunkOutput
 from .lco import LogitLoss
 from .row_sources import RowSource, SparseAdvantages
-from .targets import tilt
+from .targets import include_sampled, target_shift, tilt
 
 STAT_NAMES = ("loss", "entropy", "kl_old")
 ACTION_STAT_NAMES = ("sampled_prob", "logit_grad_sampled", "logit_grad_nonsampled")
@@ -30,13 +29,18 @@ ACTION_STAT_NAMES = ("sampled_prob", "logit_grad_sampled", "logit_grad_nonsample
 class LCOChunk:
     """Per-chunk LCO: z* = z_old + A/β (eq. 7), then ℓ(z, z*) and ∂ℓ/∂z in one ``value_and_grad``.
 
-    ``old_logits=None`` is on-policy (z_old = z). ``advantages`` are normalised per token with
-    :func:`lco.normalize_advantages` (§4.4) before entering eq. (7): over the vocabulary, or over
-    the support when there is one. ``beta_negative`` is the KL weight where A < 0 (``None`` = β).
+    ``old_logits=None`` is on-policy (z_old = z). ``advantages`` are normalised per token
+    (§4.4, :func:`lco.normalize_advantages`) over the vocabulary, or over the support when there is
+    one. ``beta_negative`` is the KL weight where A < 0 (``None`` = β), picked by the sign of the
+    uncentred A; the centring then applies to the shift (:func:`lco.objectives.targets.target_shift`),
+    so π* ∝ π_old·exp(A/β_±) (eqs. 6–7) whatever the centring.
 
-    ``support``: ``None`` (whole vocabulary), an int k (top-k of the chunk's z_old) or token ids
-    ``[N, k]``. With a support only A and z_old on it are read and z* is ``[c, k]``; a
-    ``sparse`` advantage is then gathered there directly, without its dense ``[c, V]`` form.
+    ``support``: ``None`` (whole vocabulary), an int k (top-k of the chunk's z_old; with a
+    ``sparse`` advantage the sampled token takes the k-th place when it is not among them) or token
+    ids ``[N, k]``. With a support only A and z_old on it are read and z* is ``[c, k]``; a
+    ``sparse`` advantage is then gathered there directly, without its dense ``[c, V]`` form. A
+    ``sparse`` advantage takes ``normalization`` ``"none"`` or ``"mean"`` only (the std of a one-hot
+    row keeps only the sign of A; :func:`lco.objectives.fused.fused_lco_loss` refuses the others).
     """
 
     loss: LogitLoss
@@ -90,24 +94,30 @@ class LCOChunk:
         elif self.beta_negative is None:
             z_star = self._dense_target(z_old, self.advantages(start, end).float())
         else:
-            adv = normalize_advantages(self.advantages(start, end), self.normalization)
-            z_star = z_old + tilt(adv, self.beta, self.beta_negative)
+            shift = target_shift(
+                self.advantages(start, end), self.beta, self.beta_negative, self.normalization
+            )
+            z_star = z_old + shift
         return self._value_and_grad(z, z_star)
 
     def _sparse_target(self, z_old, start, end):
-        """z* for the sparse advantage of eq. (11) in one pass over ``[c, V]``: after the §4.4
-        normalisation, row t of A is one value off the sampled action and another at it (the
-        closed forms of :func:`sparse_normalized`), so z* = z_old + off/β, then + (on − off)/β at a_t."""
+        """z* for the sparse advantage of eq. (11) in one pass over ``[c, V]``: row t's shift is one value
+        off the sampled action and another at it (:meth:`_sparse_tilts`), so z* = z_old + off, then
+        + (on − off) at a_t."""
         off, on = self._sparse_tilts(start, end, z_old.shape[-1])
         z_star = torch.add(z_old, off.unsqueeze(-1))
         idx = self.sparse.actions[start:end].long().unsqueeze(-1)
         return z_star.scatter_add_(-1, idx, (on - off).unsqueeze(-1))
 
     def _sparse_tilts(self, start, end, vocab_size):
-        """z* − z_old for the sparse advantage, ``[c]`` each: off the sampled action and at it."""
+        """z* − z_old for the sparse advantage, ``[c]`` each: off the sampled action and at it.
+
+        The shift is u = A(s_t, a_t)/β_± at a_t (the β of the sign of the uncentred A, eqs. 6–7) and 0
+        elsewhere; the normalisation then centres the shift (the closed forms of
+        :func:`sparse_normalized`), which leaves π* ∝ π_old·exp(u·e_{a_t}) as documented."""
         token_adv = self.sparse.token_advantages[start:end].detach().float()
-        off, on = sparse_normalized(token_adv, vocab_size, self.normalization)
-        return tilt(off, self.beta, self.beta_negative), tilt(on, self.beta, self.beta_negative)
+        shift = tilt(token_adv, self.beta, self.beta_negative)
+        return sparse_normalized(shift, vocab_size, self.normalization)
 
     def _dense_target(self, z_old, adv):
         """z* = z_old + (A − μ)·r/β with the row statistics of the normalisation (μ = 0 and r = 1
@@ -128,6 +138,10 @@ class LCOChunk:
     def _on_support(self, z, z_old, start, end):
         if isinstance(self.support, int):
             ids = z_old.detach().topk(self.support, dim=-1).indices
+            if self.sparse is not None:
+                # the sparse advantage lives at a_t only: a top-k without it would give a_t zero
+                # target mass, pushing it down whatever the sign of A
+                ids = include_sampled(ids, self.sparse.actions[start:end])
         else:
             ids = self.support[start:end].long()
         if self.sparse is not None:
@@ -139,8 +153,8 @@ class LCOChunk:
             adv = self.advantages(start, end).float().gather(-1, ids)
         # Normalising the gathered [c, k] over its last axis is normalize_advantages(A, mode,
         # support=ids) read on the support, which is all the loss reads.
-        adv = normalize_advantages(adv, self.normalization)
-        z_star = z_old.float().gather(-1, ids) + tilt(adv, self.beta, self.beta_negative)
+        shift = target_shift(adv, self.beta, self.beta_negative, self.normalization)
+        z_star = z_old.float().gather(-1, ids) + shift
         return self._value_and_grad(z, z_star, ids)
 
 

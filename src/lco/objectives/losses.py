@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
-from .fused import SparseAdvantages, fused_lco_loss
+from .fused import fused_lco_loss
 from .heads import chunked_distribution_loss, chunked_token_stats
 from .policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from .reduction import masked_mean
 from .rollout import Rollout
+from .row_sources import RowSource, SparseAdvantages
 
 HeadFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], Any]
 """``(h [B, T, H], W [V, H], b [V] | None) -> anything``: run on the policy's final hidden states."""
@@ -83,7 +84,7 @@ class LossContext:
     temperature: float
     chunk_size: Callable[[torch.Tensor], int]
     accumulation_steps: float = 1.0
-    advantage_rows: Callable[..., Callable[[int, int], torch.Tensor]] | None = None
+    advantage_rows: Callable[..., RowSource] | None = None
     dense_advantage: bool = False
     clip: tuple[float, float] = (0.2, 0.2)
     value_head: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -56,6 +56,12 @@ class AdvantageSpec:
             :func:`~lco.objectives.token_advantages.dpo_rows` (eq. 13),
             :func:`~lco.objectives.token_advantages.logprob_rows` (eq. 12) or ``None`` (the outcome reward).
         uses_outcome_reward: it is built from the reward functions' sequence rewards (eq. 11).
+        signal: what the advantage is a function of, which decides LCO's anchor and β_negative
+            when the user leaves them unset (:data:`lco.trainer.config.SIGNAL_DEFAULTS`):
+            ``"fixed"`` — a fixed function of the state (a frozen reward model's log-ratios,
+            eqs. 12–13), where re-anchoring every batch compounds the tilt; ``"policy"`` — it
+            moves with the policy (the outcome reward's group baseline), where re-anchoring is
+            what lets the policy move (mirror descent).
     """
 
     name: str
@@ -63,6 +69,7 @@ class AdvantageSpec:
     dense: bool = False
     rows: Callable[..., Callable[[int, int], object]] | None = None
     uses_outcome_reward: bool = False
+    signal: str = "fixed"
 
 
 ADVANTAGE_SPECS: Mapping[str, AdvantageSpec] = MappingProxyType(
@@ -70,8 +77,9 @@ ADVANTAGE_SPECS: Mapping[str, AdvantageSpec] = MappingProxyType(
         spec.name: spec
         for spec in (
             # group/batch-normalised sequence reward on the sampled tokens (sparse, eq. 11)
-            AdvantageSpec("outcome", uses_outcome_reward=True),
-            # log φ_DPO/φ_ref read at the sampled token (sparse)
+            AdvantageSpec("outcome", uses_outcome_reward=True, signal="policy"),
+            # log φ_DPO/φ_ref read at the sampled token (sparse; eq. 13 at a_t: still a fixed
+            # function of the state)
             AdvantageSpec("dpo_token", reward_models=("dpo", "ref"), rows=dpo_rows),
             # eq. 13 over the whole vocabulary (the paper's default)
             AdvantageSpec("dpo_dense", reward_models=("dpo", "ref"), dense=True, rows=dpo_rows),

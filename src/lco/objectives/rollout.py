@@ -17,12 +17,13 @@ every row, as the model it came from is.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .heads import head_logit_chunks
+from .row_sources import RowSource
 
 ROLLOUT_KEY = "lco_rollout"
 """The batch key under which the trainer stores ``Rollout.split()`` (one record per completion)."""
@@ -43,7 +44,7 @@ class HiddenStates:
     hidden: torch.Tensor
     head: Head
 
-    def logit_rows(self) -> Callable[[int, int], torch.Tensor]:
+    def logit_rows(self) -> RowSource:
         """z = h·Wᵀ + b of the flattened tokens, chunk by chunk (:func:`lco.objectives.heads.head_logit_chunks`)."""
         return head_logit_chunks(self.hidden, self.head.weight, self.head.bias)
 
@@ -63,7 +64,7 @@ class OldLogits(HiddenStates):
     source: str = "policy"
     temperature: float = 1.0
 
-    def logit_rows(self) -> Callable[[int, int], torch.Tensor]:
+    def logit_rows(self) -> RowSource:
         rows, T = super().logit_rows(), self.temperature
         if T == 1.0:
             return rows

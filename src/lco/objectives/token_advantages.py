@@ -21,10 +21,8 @@ from typing import Any
 import torch
 
 from ..advantages import normalize_advantages, ppo_gae_advantages, ppo_token_rewards, reinforce_advantages
-from .fused import dpo_advantage_chunks, logprob_advantage_chunks
 from .rollout import HiddenStates
-
-RowSource = Callable[[int, int], torch.Tensor]
+from .row_sources import RowSource, dpo_advantage_chunks, logprob_advantage_chunks
 
 
 def _flat(hidden: torch.Tensor) -> torch.Tensor:
@@ -32,7 +30,7 @@ def _flat(hidden: torch.Tensor) -> torch.Tensor:
 
 
 def dpo_rows(dpo: HiddenStates, ref: HiddenStates) -> RowSource:
-    """log φ_DPO − log φ_ref over the vocabulary (eq. 13; :func:`lco.objectives.fused.dpo_advantage_chunks`)."""
+    """log φ_DPO − log φ_ref over the vocabulary (eq. 13; :func:`lco.objectives.row_sources.dpo_advantage_chunks`)."""
     return dpo_advantage_chunks(
         dpo_hidden=_flat(dpo.hidden),
         dpo_weight=dpo.head.weight,
@@ -44,7 +42,7 @@ def dpo_rows(dpo: HiddenStates, ref: HiddenStates) -> RowSource:
 
 
 def logprob_rows(scorer: HiddenStates) -> RowSource:
-    """log φ over the vocabulary (eq. 12; :func:`lco.objectives.fused.logprob_advantage_chunks`)."""
+    """log φ over the vocabulary (eq. 12; :func:`lco.objectives.row_sources.logprob_advantage_chunks`)."""
     return logprob_advantage_chunks(_flat(scorer.hidden), scorer.head.weight, scorer.head.bias)
 
 

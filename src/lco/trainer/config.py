@@ -7,7 +7,7 @@ here, before any model is loaded (see :data:`REJECTED_PAIRS` and docs/trainer.md
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -17,6 +17,8 @@ from trl import GRPOConfig
 from ..advantages import NORMALIZATIONS
 from ..objectives.losses import lco_batch_loss
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS, advantage_spec, objective_spec
+
+logger = logging.getLogger(__name__)
 
 OBJECTIVES = tuple(OBJECTIVE_SPECS)
 ADVANTAGES = tuple(ADVANTAGE_SPECS)
@@ -37,17 +39,90 @@ LCO_OPTION_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class SignalDefaults:
+    """What LCO's anchor and β_negative default to for one kind of advantage signal.
+
+    Attributes:
+        anchor_update_steps: ``lco_anchor_update_steps`` (0 = the initial policy, 1 = the policy that
+            generated the batch, the paper).
+        beta_negative_factor: ``lco_beta_negative`` = this × ``lco_beta``; ``None`` leaves it unset
+            (one β for both signs, the paper).
+        why: the reason, as logged once when the config resolves the defaults.
+    """
+
+    anchor_update_steps: int
+    beta_negative_factor: float | None
+    why: str
+
+
+# The signal-aware defaults (issue 22; docs/trainer.md, "Defaults, from the evidence"): the ONE table
+# to revise when the evidence changes, keyed by ``AdvantageSpec.signal`` of the advantage's row.
+# Measured on the demo's miniature on seeds the choosing study never used (LCO-KLD, 1,920 rollouts,
+# sampled test pass@1, mean ± std over the seeds):
+# - "fixed" (a reward model's advantage, a fixed function of the state): re-anchoring every batch aims at
+#   π_0·exp(k·A/β) after k batches and walks to argmax A; the initial policy bounds the tilt. Dense DPO:
+#   28.7 ± 2.1 at lr 1e-4 and 28.3 ± 0.2 at 3e-4 (no collapse), the per-batch anchor collapsed 2 of 2.
+# - "policy" (the outcome reward, whose group baseline moves with the policy): re-anchoring is mirror
+#   descent and lets the policy move; held at π_0 it stays there (24.1 ± 0.4 at 1e-4). Paper anchor with
+#   β_negative = 100β: 31.5 ± 0.6 (GRPO 29.4 ± 2.5) at 1e-4, 14.5 ± 3.8 (1 of 3 collapsed; GRPO 8.3, 3 of 3) at 3e-4.
+SIGNAL_DEFAULTS: dict[str, SignalDefaults] = {
+    "fixed": SignalDefaults(
+        anchor_update_steps=0,
+        beta_negative_factor=None,
+        why="a fixed reward-model signal: re-anchoring every batch would compound the tilt "
+        "π_0·exp(k·A/β), the initial policy bounds it",
+    ),
+    "policy": SignalDefaults(
+        anchor_update_steps=1,
+        beta_negative_factor=100.0,
+        why="a policy-dependent signal (the group baseline moves with the policy): re-anchoring at the "
+        "generating policy lets it move (mirror descent), β_negative = 100·β softens the push down on "
+        "confident tokens",
+    ),
+}
+
+# The options no signal decides: the paper's values (arXiv 2603.00963).
+PAPER_OPTION_DEFAULTS: dict[str, object] = {
+    "lco_support": "full",
+    "lco_support_k": 5,
+    "advantage_normalization": "mean",
+    "lco_temperature_consistent": False,
+}
+
+# Every field a preset or the advantage may fill; each defaults to None ("not set"), so that a value the
+# user gave — even one equal to a default — is told apart from one they left.
+RESOLVED_FIELDS = (
+    "lco_anchor_update_steps",
+    "lco_support",
+    "lco_support_k",
+    "lco_beta_negative",
+    "advantage_normalization",
+    "lco_temperature_consistent",
+)
+
+
+# What "not set" looks like per field: None, except the bool flag (see its field).
+_UNSET = {name: (False if name == "lco_temperature_consistent" else None) for name in RESOLVED_FIELDS}
+
+
 def _hundred_beta(config) -> float:
     return 100.0 * config.lco_beta
 
 
-# Named settings of the stability options (docs/trainer.md, "Stability options"), applied only to
-# the fields the user left at their default. A value may be a function of the config (β_negative
-# follows lco_beta). "paper": the paper as written (arXiv 2603.00963), every option named, so that it
-# restores the paper whatever the defaults are (the anchor default is 0 since issue 12).
-# "authors": their public code (llama-rlhf): π_old's top-5, std over those 5 without centring,
-# β × 100 where A < 0 (their rule-reward trainers, A ≤ 0: at A = 0 the tilt is 0 either way) and
-# the old logits of all rollouts from the initial policy.
+def _authors_normalization(config) -> str:
+    # The authors divide the dense DPO advantage by its std over the top-5 (no centring); their rule
+    # reward is regressed as it is. A sparse advantage's std over a support keeps only its sign.
+    return "std" if advantage_spec(config.advantage).dense else "none"
+
+
+# Named settings of the stability options (docs/trainer.md, "Stability options"). A preset fills the
+# fields the user did not set and refuses one they set to something else. A value may be a function of
+# the config (β_negative follows lco_beta). "paper": the paper as written (arXiv 2603.00963), every
+# option named, so that it is the paper whatever the defaults are. "authors": their public code
+# (llama-rlhf): π_old's top-5, the dense advantage divided by its std over those 5 without centring
+# (a sparse one as it is), β × 100 where A < 0 (their rule-reward trainers, A ≤ 0: at A = 0 the tilt is
+# 0 either way) and the old logits of all rollouts from the initial policy.
 LCO_PRESETS: dict[str, dict] = {
     "paper": {
         "lco_support": "full",
@@ -60,11 +135,42 @@ LCO_PRESETS: dict[str, dict] = {
     "authors": {
         "lco_support": "top_k",
         "lco_support_k": 5,
-        "advantage_normalization": "std",
+        "advantage_normalization": _authors_normalization,
         "lco_beta_negative": _hundred_beta,
         "lco_anchor_update_steps": 0,
     },
 }
+
+
+def signal_defaults(advantage: str, lco_beta: float) -> dict:
+    """``lco_anchor_update_steps`` and ``lco_beta_negative`` for ``advantage`` when nothing sets them
+    (:data:`SIGNAL_DEFAULTS` of its row's ``signal``)."""
+    row = SIGNAL_DEFAULTS[advantage_spec(advantage).signal]
+    factor = row.beta_negative_factor
+    # a bad β is reported as lco_beta's own error (validation, preflight), not as β_negative's
+    usable = isinstance(lco_beta, (int, float)) and math.isfinite(lco_beta) and lco_beta > 0
+    return {
+        "lco_anchor_update_steps": row.anchor_update_steps,
+        "lco_beta_negative": None if factor is None or not usable else factor * lco_beta,
+    }
+
+
+def default_lco_options(objective: str, advantage: str, lco_beta: float = 1.0) -> dict:
+    """The stability options an ``LCOConfig`` with none of them set resolves to (the fields of
+    :data:`RESOLVED_FIELDS`): the paper's neutral values for a non-LCO objective, else the paper's
+    options with the anchor and β_negative of the advantage's signal."""
+    neutral = {name: LCO_PRESETS["paper"][name] for name in RESOLVED_FIELDS}
+    if not objective_spec(objective).accepts_lco_options:
+        return neutral
+    return {**neutral, **PAPER_OPTION_DEFAULTS, **signal_defaults(advantage, lco_beta)}
+
+
+def _same_option(name: str, a, b, lco_beta: float) -> bool:
+    """Whether two values of an option mean the same (β_negative ``None`` is β)."""
+    if name == "lco_beta_negative":
+        return (lco_beta if a is None else a) == (lco_beta if b is None else b)
+    return a == b
+
 
 # Step-size guard of the Gradient-Gap metrics (docs/gap.md): off, warn, or warn and lower the lr.
 GAP_STEP_GUARDS = ("off", "warn", "scale")
@@ -108,39 +214,50 @@ class LCOConfig(GRPOConfig):
 
         lco_beta (`float`, *optional*, defaults to `1.0`):
             β of the KL-regularised objective (eq. 2): z* = z_old + A/β (eq. 7). The paper's value.
-        advantage_normalization (`str`, *optional*, defaults to `"mean"`):
+        advantage_normalization (`str`, *optional*, defaults to `"mean"` when unset):
             Per-step normalisation of the advantage over the vocabulary (§4.4), or over the support when
             ``lco_support`` is not ``full``, one of :data:`lco.NORMALIZATIONS`: ``mean`` (centring; leaves π*
-            unchanged), ``mean_std``, ``std`` (divide by the std, no centring: the authors' code), ``none``.
+            unchanged), ``mean_std``, ``std`` (divide by the std, no centring: the authors' code for the dense
+            DPO advantage), ``none``. ``std``/``mean_std`` are refused for a sparse advantage (``outcome``,
+            ``dpo_token``) on an LCO objective: the std of a one-hot row keeps only the sign of A.
 
         > Parameters that stabilise LCO (docs/trainer.md, "Stability options"; LCO objectives only)
 
-        lco_anchor_update_steps (`int`, *optional*, defaults to `0`):
+        Each (but the bool flag) defaults to ``None`` ("not set") and is resolved when the config is built — your value, else the
+        preset's, else the advantage's (:data:`SIGNAL_DEFAULTS`), else the paper's — so the saved config holds
+        the values the run used, and a preset can tell a value you set from one you left.
+
+        lco_anchor_update_steps (`int`, *optional*, from the advantage when unset):
             The anchor π_old of z* = z_old + A/β (eq. 7): a frozen snapshot of the policy refreshed every this many
             optimizer steps (at steps 0, m, 2m, …); z_old is the snapshot's exact logits on each batch. 1 is the
             paper (the policy that generated the batch; no extra copy); 0 never refreshes: the initial policy, the
-            KL-regularised optimum around the starting model (the authors' code). 0 is the default since the
-            demo's stability study (docs/demo.md, "Stability study"): the only single option with no collapse on
-            both the dense and the sparse advantage; ``lco_preset="paper"`` restores 1. Values other than 1 keep
-            one frozen copy of the policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
-        lco_support (`str`, *optional*, defaults to `"full"`):
+            KL-regularised optimum around the starting model (the authors' code). Unset: 0 for a reward model's
+            advantage (a fixed function of the state: re-anchoring would compound the tilt π_0·exp(k·A/β)), 1 for
+            ``outcome`` (its group baseline moves with the policy: re-anchoring is mirror descent); see
+            docs/trainer.md, "Defaults, from the evidence". Values other than 1 keep one frozen copy of the
+            policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
+        lco_support (`str`, *optional*, defaults to `"full"` when unset):
             The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
-            ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5) or ``sampled`` (the
+            ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5; with a sparse
+            advantage the sampled token takes the k-th place when it is not among them) or ``sampled`` (the
             sampled token only: the authors' sampled-logit regression, ``lco_mse``/``lco_lch`` with
             ``advantage_normalization="none"``).
-        lco_support_k (`int`, *optional*, defaults to `5`):
+        lco_support_k (`int`, *optional*, defaults to `5` when unset):
             k of ``lco_support="top_k"``.
-        lco_beta_negative (`float` or `None`, *optional*, defaults to `None`):
-            β for the entries with A < 0 (z* = z_old + A/β_negative there); ``None`` is ``lco_beta``. The authors
-            use 100·β for the rule reward.
+        lco_beta_negative (`float` or `None`, *optional*, from the advantage when unset):
+            β for the entries with A < 0 (z* = z_old + A/β_negative there; the sign of the uncentred A), so
+            π* ∝ π_old·exp(A/β_±) (eqs. 6–7 per sign). Unset: 100·``lco_beta`` for ``outcome`` (the authors'
+            rule-reward value, confirmed on fresh seeds), else one β for both signs. A value equal to
+            ``lco_beta`` is one β for both signs, whatever the advantage.
         lco_temperature_consistent (`bool`, *optional*, defaults to `False`):
             When true, z_old and the loss use z/T with T the sampling ``temperature`` (as TRL's objectives do);
             false is the paper (T = 1 logits whatever the sampling temperature).
         lco_preset (`str` or `None`, *optional*, defaults to `None`):
             Named settings of the options above: ``paper`` (full support, anchor every step, no β_negative,
-            ``mean`` normalisation, T = 1; the paper as written, whatever the defaults) or ``authors`` (top-5 support, ``std`` normalisation,
-            β_negative = 100·β, anchor = the initial policy). Applied only to the fields left at their default
-            (a field set to its default value counts as left).
+            ``mean`` normalisation, T = 1; the paper as written, whatever the defaults) or ``authors`` (top-5
+            support, ``std`` normalisation of a dense advantage — none of a sparse one —, β_negative = 100·β,
+            anchor = the initial policy). It fills the options you left unset; one you set to another value is
+            an error naming both.
 
         > Parameters that name the frozen models
 
@@ -221,46 +338,55 @@ class LCOConfig(GRPOConfig):
         default=1.0,
         metadata={"help": "β of the KL-regularised objective (eq. 2): z* = z_old + A/β (eq. 7)."},
     )
-    advantage_normalization: str = field(
-        default="mean",
+    advantage_normalization: str | None = field(
+        default=None,
         metadata={
-            "help": "Per-step normalisation of the advantage over the vocabulary (or the support): 'mean', "
-            "'mean_std', 'std' (no centring), 'none'."
+            "help": "Per-step normalisation of the advantage over the vocabulary (or the support): 'mean' (the "
+            "default), 'mean_std', 'std' (no centring; dense advantages only), 'none'."
         },
     )
-    lco_anchor_update_steps: int = field(
-        default=0,
+    lco_anchor_update_steps: int | None = field(
+        default=None,
         metadata={
             "help": "LCO anchor π_old: a frozen snapshot of the policy refreshed every this many optimizer steps "
             "(at 0, m, 2m, ...). 1 = the paper (the generating policy, no extra copy); 0 = never (the initial "
-            "policy)."
+            "policy). Unset: from the advantage (0 for a reward model's, 1 for 'outcome')."
         },
     )
-    lco_support: str = field(
-        default="full",
+    lco_support: str | None = field(
+        default=None,
         metadata={
-            "help": "Support of π*: 'full' (whole vocabulary, eq. 6), 'top_k' (π_old's lco_support_k most likely "
-            "tokens) or 'sampled' (the sampled token; lco_mse/lco_lch with advantage_normalization='none')."
+            "help": "Support of π*: 'full' (whole vocabulary, eq. 6; the default), 'top_k' (π_old's lco_support_k "
+            "most likely tokens, plus the sampled one for a sparse advantage) or 'sampled' (the sampled token; "
+            "lco_mse/lco_lch with advantage_normalization='none')."
         },
     )
-    lco_support_k: int = field(default=5, metadata={"help": "k of lco_support='top_k'."})
+    lco_support_k: int | None = field(
+        default=None, metadata={"help": "k of lco_support='top_k' (default 5)."}
+    )
     lco_beta_negative: float | None = field(
         default=None,
-        metadata={"help": "β where A < 0 (z* = z_old + A/β_negative there); None = lco_beta."},
+        metadata={
+            "help": "β where A < 0 (z* = z_old + A/β_negative there; equal to lco_beta: one β for both signs). "
+            "Unset: from the advantage (100·lco_beta for 'outcome', else lco_beta)."
+        },
     )
+    # a plain bool, so that `--lco_temperature_consistent` alone means true (HfArgumentParser gives a
+    # bool flag without a value only when its default is not None); no preset sets it true, so a false
+    # that the user gave never conflicts with one
     lco_temperature_consistent: bool = field(
         default=False,
         metadata={
             "help": "Use z/T (T = the sampling temperature) for z_old and the loss, as TRL's objectives do; "
-            "False = the paper (T = 1 logits)."
+            "False (the default) = the paper (T = 1 logits)."
         },
     )
     lco_preset: str | None = field(
         default=None,
         metadata={
-            "help": "Named stability settings, applied to the fields left at their default: 'paper' (the paper "
-            "as written) or 'authors' (top-5 support, std normalisation, β_negative = 100·β, anchor = initial "
-            "policy)."
+            "help": "Named stability settings for the options you leave unset: 'paper' (the paper as written) or "
+            "'authors' (top-5 support, std normalisation of a dense advantage, β_negative = 100·β, anchor = "
+            "initial policy). An option set to another value than the preset's is an error."
         },
     )
     reward_model_path: str | None = field(
@@ -352,7 +478,7 @@ class LCOConfig(GRPOConfig):
 
     def __post_init__(self):
         self._resolve_chunk_size_alias()
-        self._apply_lco_preset()
+        decided = self._resolve_lco_options()
         validate_choices(self)
         spec = OBJECTIVE_SPECS[self.objective]
         for name, value in spec.grpo_config.items():
@@ -363,37 +489,75 @@ class LCOConfig(GRPOConfig):
         if spec.iterations_field is not None:  # PPO's ppo_epochs: optimisation epochs per rollout
             self.num_iterations = getattr(self, spec.iterations_field)
         super().__post_init__()
+        if decided and self.should_log:
+            logger.warning(decided)
 
-    def _apply_lco_preset(self) -> None:
-        """Refuse the LCO options on other objectives, then fill the preset into the fields left at default."""
-        # the field defaults as declared (a subclass's, or this class's if they change): a preset fills the
-        # fields left there, so "paper" restores the paper's form whatever the defaults are
-        names = (*LCO_OPTION_FIELDS, "advantage_normalization")
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in names}
+    def _resolve_lco_options(self) -> str | None:
+        """Fill the stability options left unset (``None``): from ``lco_preset`` if one is named, else from
+        the advantage's signal (:data:`SIGNAL_DEFAULTS`) and the paper. Returns the one-line note of what the
+        signal decided, or ``None`` when the user or the preset set both of those options.
+
+        An option the user set always stays; with a preset that sets it to something else it is one error
+        naming both. Objectives other than LCO's hold the options at the paper's neutral values (so that no
+        baseline keeps an anchor snapshot) and refuse any other value.
+        """
         objective = objective_spec(self.objective)
+        given = {name: getattr(self, name) for name in RESOLVED_FIELDS if getattr(self, name) != _UNSET[name]}
+        beta = self.lco_beta
         if not objective.accepts_lco_options:
+            neutral = LCO_PRESETS["paper"]
             for name in LCO_OPTION_FIELDS:
-                neutral = (defaults[name], LCO_PRESETS["paper"].get(name, defaults[name]))
-                if getattr(self, name) not in neutral:
+                value = getattr(self, name)
+                if value is not None and not _same_option(name, value, neutral.get(name), beta):
                     raise ValueError(
                         f"{name} applies to the LCO objectives ({', '.join(LCO_OBJECTIVES)}) only; "
                         f"objective={self.objective!r} does not read it"
                     )
-            # unused here: held at the paper's (neutral) values, so that non-paper LCO defaults never make
-            # a baseline keep an anchor snapshot of its policy
-            for name, value in LCO_PRESETS["paper"].items():
-                if name in LCO_OPTION_FIELDS:
-                    setattr(self, name, value)
-            return
-        if self.lco_preset is None:
-            return
-        if self.lco_preset not in LCO_PRESETS:
-            raise ValueError(
-                f"lco_preset must be None or one of {', '.join(repr(p) for p in LCO_PRESETS)}; got {self.lco_preset!r}"
-            )
-        for name, value in LCO_PRESETS[self.lco_preset].items():
-            if getattr(self, name) == defaults[name]:
-                setattr(self, name, value(self) if callable(value) else value)
+            for name, value in default_lco_options(self.objective, self.advantage, beta).items():
+                setattr(self, name, value if name in LCO_OPTION_FIELDS else given.get(name, value))
+            return None
+        preset = {}
+        if self.lco_preset is not None:
+            if self.lco_preset not in LCO_PRESETS:
+                raise ValueError(
+                    f"lco_preset must be None or one of {', '.join(repr(p) for p in LCO_PRESETS)}; "
+                    f"got {self.lco_preset!r}"
+                )
+            preset = {
+                name: value(self) if callable(value) else value
+                for name, value in LCO_PRESETS[self.lco_preset].items()
+            }
+            conflicts = [
+                f"{name}={given[name]!r} (the preset sets {value!r})"
+                for name, value in preset.items()
+                if name in given and not _same_option(name, given[name], value, beta)
+            ]
+            if conflicts:
+                raise ValueError(
+                    f"lco_preset={self.lco_preset!r} conflicts with "
+                    + "; ".join(conflicts)
+                    + ": a preset never overwrites an option you set; drop the preset or the option"
+                )
+        defaults = default_lco_options(self.objective, self.advantage, beta)
+        for name in RESOLVED_FIELDS:
+            if name not in given:
+                setattr(self, name, preset.get(name, defaults[name]))
+        decided = [
+            name for name in signal_defaults(self.advantage, beta) if name not in given and name not in preset
+        ]
+        if not decided:
+            return None
+        why = SIGNAL_DEFAULTS[advantage_spec(self.advantage).signal].why
+        values = ", ".join(
+            "lco_beta_negative=None (one β for both signs)"
+            if name == "lco_beta_negative" and self.lco_beta_negative is None
+            else f"{name}={getattr(self, name)!r}"
+            for name in decided
+        )
+        return (
+            f"LCOConfig: {values} from advantage={self.advantage!r}, {why} (set the option to override; "
+            'docs/trainer.md, "Defaults, from the evidence")'
+        )
 
     def _resolve_chunk_size_alias(self) -> None:
         if self.lco_chunk_size is None:
@@ -483,7 +647,8 @@ def validate_lco_options(config: LCOConfig) -> None:
     m = config.lco_anchor_update_steps
     if isinstance(m, bool) or not isinstance(m, int) or m < 0:
         raise ValueError(
-            f"lco_anchor_update_steps must be an int >= 0 (1 = every step, 0 = never: the initial policy), got {m!r}"
+            f"lco_anchor_update_steps must be an int >= 0 (1 = every step, 0 = never: the initial policy) or None "
+            f"(from the advantage), got {m!r}"
         )
     if config.lco_support not in LCO_SUPPORTS:
         raise ValueError(
@@ -497,6 +662,22 @@ def validate_lco_options(config: LCOConfig) -> None:
             f"lco_support_k={k} is read only with lco_support='top_k' (lco_support={config.lco_support!r})"
         )
     support_size = {"full": None, "top_k": k, "sampled": 1}[config.lco_support]
+    sparse = not advantage_spec(config.advantage).dense
+    if (
+        sparse
+        and objective_spec(config.objective).accepts_lco_options
+        and config.advantage_normalization
+        in (
+            "std",
+            "mean_std",
+        )
+    ):
+        raise ValueError(
+            f"advantage_normalization={config.advantage_normalization!r} with the sparse advantage "
+            f"advantage={config.advantage!r}: a row that is A at the sampled token and 0 elsewhere has a std "
+            "proportional to |A|, so dividing by it keeps only the sign of A (a tilt of ±√V/β whatever |A|); "
+            "use 'mean' or 'none' ('outcome' is already normalised over its group)"
+        )
     if support_size == 1 and config.objective == "lco_kld":
         raise ValueError(
             f"lco_support={config.lco_support!r} with one entry per token makes lco_kld's π* the one-hot of that "

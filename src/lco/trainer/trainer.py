@@ -48,7 +48,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
 
-from ..objectives.fused import default_chunk_size
+from ..objectives.chunked import default_chunk_size
 from ..objectives.heads import chunked_token_stats
 from ..objectives.losses import LossBatch, LossContext, Metrics, TokenMean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
@@ -68,10 +68,10 @@ from .value_head import attach_value_head, load_value_head, save_value_head
 
 __all__ = ["LCOTrainer", "auxiliary_model_paths", "check_vocabularies"]
 
-# The anchor's default is not the paper's (the demo's stability study chose it); say so where it is refused.
+# The anchor's default is not always the paper's (it follows the advantage); say so where it is refused.
 _ANCHOR_DEFAULT_HINT = (
-    " (0, the initial policy, is LCOConfig's default, chosen by the stability study in docs/demo.md; "
-    "lco_preset='paper' restores the paper's per-step anchor)"
+    " (0, the initial policy, is LCOConfig's default for a reward model's advantage, docs/trainer.md "
+    "\"Defaults, from the evidence\"; lco_preset='paper' restores the paper's per-step anchor)"
 )
 
 
