@@ -562,3 +562,32 @@ def test_the_report_from_the_cache_needs_the_finished_warm_up_and_trains_nothing
     assert not (tmp_path / "stages").exists() or not any((tmp_path / "stages").iterdir())
     with pytest.raises(ValueError, match="--report-only needs --study"):
         settings_from_args(_args(study=None, report_only=True))
+
+
+def test_the_committed_study_results_regenerate_their_tables():
+    """docs/study/results.json (the measured run's raw results) regenerates the report: each row's pass@1
+    is the mean over its seeds of the per-problem fractions of correct samples it stores."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "study" / "results.json"
+    payload = json.loads(path.read_text())
+    md = study_markdown_from(payload)
+    assert "## Confirmation (test split), lr 0.0003" in md
+    runs = [
+        r
+        for r in payload["runs"]
+        if r["method"] == "lco_kld_outcome_beta_negative"
+        and r["phase"] == "confirmation"
+        and r["learning_rate"] == 1e-4
+    ]
+    assert len(runs) == 5
+    means = [sum(int(c) for c in r["sampled"]) / (8 * len(r["sampled"])) for r in runs]
+    assert means == pytest.approx([r["pass@1"] for r in runs])
+    table = md.split("## Confirmation (test split), lr 0.0001")[1].split("\n## ")[0]
+    assert f"{100 * sum(means) / 5:.2f} ±" in table
+
+
+def study_markdown_from(payload):
+    from lco.demo.report.study import study_markdown
+
+    return study_markdown(payload, analyse(payload))
