@@ -1,6 +1,8 @@
 """GPU check: the fused LCO losses and LCOTrainer on a CUDA device, in one JSON object (never part of CI).
 
-Three checks, chosen with ``--checks`` (default ``a,b,c``):
+Six checks, chosen with ``--checks`` (default ``a,b,c,d,e,f``), unattended in about 8 minutes on one
+H100/H200 (``--budget-s``, default 480: a trainer check that would start past it is skipped with that
+reason, and each trainer subprocess is killed after ``--worker-timeout-s``, default 150):
 
 a. One forward + backward of the LM-head loss of z = h Wᵀ w.r.t. ``hidden`` and ``weight`` at
    N = 16384 tokens, V = 152064, H = 2048 (``--n``, ``--vocab``, ``--hidden``), for LCO-KLD, LCO-LCH,
@@ -37,8 +39,21 @@ c. The same with ``use_vllm=True, vllm_mode="colocate"``, when ``import vllm`` w
    its KV cache outside torch's caching allocator, so ``device_used_mib`` (from
    ``torch.cuda.mem_get_info``) is recorded next to the torch peak.
 
-b and c each run in a subprocess of this script, so that one's allocator state, vLLM engine or crash
-cannot touch the other; a failure is recorded as ``{"error": ...}`` with the end of its stderr.
+d. The same with LoRA (``peft_config``: r = 16, α = 32 on the attention and MLP projections), with vLLM
+   colocate when ``import vllm`` works (else HF generation; ``use_vllm`` says which), when ``import peft``
+   works. The dense advantage's default anchor (m = 0) is the base with the adapters disabled: no copy
+   (``anchor`` in the record; :mod:`lco.trainer.anchor`).
+
+e. ``--sharded-steps`` (default 3) steps under DeepSpeed ZeRO-3, one process (``torch.distributed`` of
+   world size 1), once with the anchor at the initial policy (m = 0: a partitioned frozen copy) and
+   once per-step (m = 1), when ``import deepspeed`` works; completions of at most 64 tokens.
+
+f. The same under FSDP2 (``fsdp="full_shard auto_wrap"``, ``fsdp_version=2``, Qwen2 decoder layers
+   wrapped), m = 0 (a frozen copy placed by TRL's ``prepare_fsdp``) and m = 1.
+
+b to f each run in a subprocess of this script (e and f one per anchor setting), so that one's
+allocator state, vLLM engine, process group or crash cannot touch the others; a failure is recorded
+as ``{"error": ...}`` with the end of its stderr.
 
 Output: one JSON object on stdout (and in ``--out FILE``) with the configuration, every figure,
 ``skipped`` (a list of ``{check, reason}``) and ``errors``. Without a CUDA device nothing crashes:
@@ -62,8 +77,27 @@ import sys
 import tempfile
 import time
 
-CHECKS = ("a", "b", "c")
-CUDA_ONLY = ("b", "c")  # a also runs on the CPU, as a smoke test
+CHECKS = ("a", "b", "c", "d", "e", "f")
+CUDA_ONLY = ("b", "c", "d", "e", "f")  # a also runs on the CPU, as a smoke test
+# the subprocess cases of each trainer check: (worker name, settings)
+CASES = {
+    "b": (("b", {}),),
+    "c": (("c", {"use_vllm": True}),),
+    "d": (("d", {"peft": True}),),
+    "e": (("e_m0", {"shard": "zero3", "anchor": 0}), ("e_m1", {"shard": "zero3", "anchor": 1})),
+    "f": (("f_m0", {"shard": "fsdp", "anchor": 0}), ("f_m1", {"shard": "fsdp", "anchor": 1})),
+}
+WORKERS = {name: settings for cases in CASES.values() for name, settings in cases}
+SHARDED_COMPLETION_LENGTH = 64
+ZERO3_CONFIG = {
+    "zero_optimization": {"stage": 3},
+    "bf16": {"enabled": "auto"},
+    "fp16": {"enabled": "auto"},
+    "train_micro_batch_size_per_gpu": "auto",
+    "gradient_accumulation_steps": "auto",
+    "train_batch_size": "auto",
+    "gradient_clipping": "auto",
+}
 LOSSES = ("lco_kld", "lco_lch", "lco_mse", "ce")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 BETA = 1.0
@@ -135,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checks", type=_checks, default=CHECKS, help="subset of a,b,c (default a,b,c)")
+    parser.add_argument("--checks", type=_checks, default=CHECKS, help="subset of a,b,c,d,e,f (default all)")
     parser.add_argument("--n", type=_positive_int, default=16384, help="tokens N for check a")
     parser.add_argument("--vocab", type=_positive_int, default=152064, help="vocabulary V for check a")
     parser.add_argument("--hidden", type=_positive_int, default=2048, help="hidden size H for check a")
@@ -143,14 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=tuple(DTYPES), default="bf16", help="parameter dtype (default bf16)"
     )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: smoke run of a only")
-    parser.add_argument("--steps", type=_positive_int, default=5, help="trainer steps for checks b and c")
+    parser.add_argument("--steps", type=_positive_int, default=5, help="trainer steps for checks b, c, d")
+    parser.add_argument(
+        "--sharded-steps", type=_positive_int, default=3, help="trainer steps per case of checks e, f"
+    )
+    parser.add_argument(
+        "--budget-s", type=_positive_int, default=480, help="no trainer check starts past this many seconds"
+    )
+    parser.add_argument(
+        "--worker-timeout-s",
+        type=_positive_int,
+        default=150,
+        help="each trainer subprocess is killed after this",
+    )
     parser.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed steps per case in a")
     parser.add_argument("--repeats", type=_positive_int, default=3, help="timed steps per case in a")
     parser.add_argument(
         "--completion-length", type=_positive_int, default=128, help="max completion tokens in b and c"
     )
     parser.add_argument("--out", help="also write the JSON object to this file")
-    parser.add_argument("--worker", choices=CUDA_ONLY, help=argparse.SUPPRESS)  # internal: run b or c here
+    parser.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)  # internal: one case here
     return parser
 
 
@@ -175,10 +221,15 @@ def probe_liger():
 
 def probe_vllm() -> str | None:
     """``None`` when ``import vllm`` works, else the reason it does not."""
+    return probe_module("vllm")
+
+
+def probe_module(name: str) -> str | None:
+    """``None`` when ``import name`` works, else the reason it does not."""
     try:
-        import vllm  # noqa: F401
+        __import__(name)
     except Exception as exc:
-        return f"vllm not importable: {type(exc).__name__}: {exc}"
+        return f"{name} not importable: {type(exc).__name__}: {exc}"
     return None
 
 
@@ -188,11 +239,14 @@ def plan(
     cuda_available: bool,
     liger_reason: str | None,
     vllm_reason: str | None,
+    peft_reason: str | None = None,
+    deepspeed_reason: str | None = None,
 ) -> tuple[list[str], list[dict], bool]:
     """Which checks run, which are skipped and why, and whether a includes Liger.
 
-    Returns ``(to_run, skipped, with_liger)``. ``liger_reason`` / ``vllm_reason`` are the probes'
-    answers (``None`` = importable); they are only consulted for checks that would otherwise run.
+    Returns ``(to_run, skipped, with_liger)``. The ``*_reason`` arguments are the probes' answers
+    (``None`` = importable); they are only consulted for checks that would otherwise run. d runs
+    without vLLM (HF generation) when vLLM is missing; it needs peft, e needs deepspeed.
     """
     to_run: list[str] = []
     skipped: list[dict] = []
@@ -204,6 +258,10 @@ def plan(
             skipped.append({"check": check, "reason": "CUDA-only check; --device cpu runs check a only"})
         elif check == "c" and vllm_reason is not None:
             skipped.append({"check": check, "reason": vllm_reason})
+        elif check == "d" and peft_reason is not None:
+            skipped.append({"check": check, "reason": peft_reason})
+        elif check == "e" and deepspeed_reason is not None:
+            skipped.append({"check": check, "reason": deepspeed_reason})
         else:
             to_run.append(check)
     if "a" in to_run:
@@ -229,7 +287,9 @@ def assemble(args: argparse.Namespace, environment: dict, results: dict, skipped
             "warmup": args.warmup,
             "repeats": args.repeats,
             "steps": args.steps,
+            "sharded_steps": args.sharded_steps,
             "completion_length": args.completion_length,
+            "budget_s": args.budget_s,
         },
         "environment": environment,
         "results": results,
@@ -240,7 +300,7 @@ def assemble(args: argparse.Namespace, environment: dict, results: dict, skipped
 
 def environment_info(torch, device: str) -> dict:
     info = {"torch": torch.__version__, "python": sys.version.split()[0]}
-    for name in ("transformers", "trl", "liger_kernel", "vllm"):
+    for name in ("transformers", "trl", "accelerate", "peft", "deepspeed", "liger_kernel", "vllm"):
         try:
             from importlib.metadata import version
 
@@ -446,16 +506,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict = REWARD_MODEL) -> dict:
-    """``args.steps`` LCOTrainer steps (lco_kld + dpo_dense) on ``args.device``; time and peak memory."""
+def trainer_steps(
+    args,
+    use_vllm: bool,
+    policy: dict = QWEN2_0_5B,
+    reward: dict = REWARD_MODEL,
+    peft: bool = False,
+    shard: str | None = None,
+    anchor: int | None = None,
+) -> dict:
+    """LCOTrainer steps (lco_kld + dpo_dense) on ``args.device``; time and peak memory.
+
+    ``args.steps`` steps, or ``args.sharded_steps`` under ``shard`` (``"zero3"`` / ``"fsdp"``, one
+    process); ``peft``: a LoRA adapter; ``anchor``: ``lco_anchor_update_steps`` (``None``: the default).
+    """
     import torch
     from datasets import Dataset
 
     from lco.trainer import LCOConfig, LCOTrainer
 
     cuda = args.device == "cuda"
-    if use_vllm:
-        # vLLM's colocate mode runs inside torch.distributed (external launcher); one process is rank 0 of 1.
+    if use_vllm or shard is not None:
+        # vLLM's colocate mode, DeepSpeed and FSDP run inside torch.distributed; one process is rank 0 of 1.
         for key, value in (
             ("RANK", "0"),
             ("LOCAL_RANK", "0"),
@@ -480,8 +552,10 @@ def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict 
         reference_reward_model_path=paths["ref"],
         num_generations=4,
         per_device_train_batch_size=8,
-        max_completion_length=args.completion_length,
-        max_steps=args.steps,
+        max_completion_length=args.completion_length
+        if shard is None
+        else min(args.completion_length, SHARDED_COMPLETION_LENGTH),
+        max_steps=args.steps if shard is None else args.sharded_steps,
         report_to="none",
         use_cpu=not cuda,
         bf16=args.dtype == "bf16",
@@ -500,12 +574,32 @@ def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict 
             vllm_gpu_memory_utilization=0.3,
             vllm_max_model_length=args.completion_length + 64,
         )
+    if anchor is not None:
+        settings["lco_anchor_update_steps"] = anchor
+    if shard is not None and not cuda:
+        settings["ddp_backend"] = "gloo"  # the CPU smoke run (DS_ACCELERATOR=cpu for DeepSpeed)
+    if shard == "zero3":
+        settings["deepspeed"] = ZERO3_CONFIG
+    elif shard == "fsdp":
+        settings["fsdp"] = "full_shard auto_wrap"
+        settings["fsdp_config"] = {
+            "fsdp_version": 2,
+            "transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"],
+            "reshard_after_forward": True,
+        }
+    peft_config = None
+    if peft:
+        from peft import LoraConfig
+
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets)
     trainer = LCOTrainer(
         paths["policy"],
         reward_fn,
         LCOConfig(**settings),
         train_dataset=prompts,
         processing_class=build_word_tokenizer(policy["vocab_size"]),
+        peft_config=peft_config,
     )
     if cuda:
         torch.cuda.synchronize()
@@ -518,8 +612,19 @@ def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict 
     step_times = [log["step_time"] for log in trainer.state.log_history if "step_time" in log]
     record = {
         "use_vllm": use_vllm,
-        "steps": args.steps,
-        "policy_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "peft": peft,
+        "shard": shard,
+        "anchor_update_steps": trainer.args.lco_anchor_update_steps,
+        "anchor": None if trainer._anchor is None else trainer._anchor.kind,
+        "steps": trainer.state.global_step,
+        "policy_parameters": sum(
+            p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in trainer.model.parameters()
+        ),
+        "trainable_parameters": sum(
+            p.ds_numel if hasattr(p, "ds_numel") else p.numel()
+            for p in trainer.model.parameters()
+            if p.requires_grad
+        ),
         "train_s": total,
         "step_times_s": step_times,
         # The first step pays for kernel selection and lazy initialisation; the median after it is the rate.
@@ -533,11 +638,18 @@ def trainer_steps(args, use_vllm: bool, policy: dict = QWEN2_0_5B, reward: dict 
     return record
 
 
-def run_worker_subprocess(check: str, argv: list[str]) -> dict:
-    """Run check b or c in a child process of this script; its last stdout line is its JSON."""
+def run_worker_subprocess(check: str, argv: list[str], timeout_s: float | None = None) -> dict:
+    """Run one trainer case in a child process of this script; its last stdout line is its JSON."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", check]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, check=False, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stderr or b"")[-3000:]
+        tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        return {"error": f"timed out after {timeout_s:.0f} s", "stderr_tail": tail}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         return {"error": f"exit status {done.returncode}", "stderr_tail": done.stderr[-3000:]}
@@ -551,7 +663,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.worker:
-        print(json.dumps(trainer_steps(args, use_vllm=args.worker == "c")))
+        settings = dict(WORKERS[args.worker])
+        if args.worker == "d":  # LoRA with vLLM colocate when vLLM imports, else HF generation
+            settings["use_vllm"] = probe_vllm() is None
+        use_vllm = settings.pop("use_vllm", False)
+        print(json.dumps(trainer_steps(args, use_vllm=use_vllm, **settings)))
         return 0
 
     import torch
@@ -561,7 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     # Probe only what would otherwise run: importing vLLM costs seconds and touches the GPU.
     liger_reason = probe_liger()[1] if (runs_on_cuda and "a" in args.checks) else None
     vllm_reason = probe_vllm() if (runs_on_cuda and "c" in args.checks) else None
-    to_run, skipped, with_liger = plan(args.checks, args.device, cuda_available, liger_reason, vllm_reason)
+    peft_reason = probe_module("peft") if (runs_on_cuda and "d" in args.checks) else None
+    deepspeed_reason = probe_module("deepspeed") if (runs_on_cuda and "e" in args.checks) else None
+    to_run, skipped, with_liger = plan(
+        args.checks, args.device, cuda_available, liger_reason, vllm_reason, peft_reason, deepspeed_reason
+    )
+    started = time.perf_counter()
 
     results: dict = {}
     errors: list[dict] = []
@@ -573,9 +694,17 @@ def main(argv: list[str] | None = None) -> int:
                     # Hand the cached blocks back before b and c's processes (and vLLM) size themselves.
                     torch.cuda.empty_cache()
             else:
-                results[check] = run_worker_subprocess(check, argv)
-                if "error" in results[check]:
-                    errors.append({"check": check, "error": results[check]["error"]})
+                records = {}
+                for name, _ in CASES[check]:
+                    left = args.budget_s - (time.perf_counter() - started)
+                    if left < 30:
+                        skipped.append({"check": name, "reason": f"time budget of {args.budget_s} s spent"})
+                        continue
+                    records[name] = run_worker_subprocess(name, argv, min(args.worker_timeout_s, left))
+                    if "error" in records[name]:
+                        errors.append({"check": name, "error": records[name]["error"]})
+                if records:
+                    results[check] = records[check] if list(records) == [check] else records
         except Exception as exc:  # one check's failure is a figure; the others still report
             errors.append({"check": check, "error": f"{type(exc).__name__}: {exc}"})
     report = assemble(args, environment_info(torch, args.device), results, skipped, errors)

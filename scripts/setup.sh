@@ -15,3 +15,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install --quiet ${LCO_TORCH_SPEC:-torch==2.13.0}
 fi
 .venv/bin/pip install --quiet -e ".[dev]"
+# DeepSpeed for the ZeRO-3 tests (2 CPU processes): its build imports torch, so no build isolation
+# (else pip fetches a CUDA torch into the build environment); DS_BUILD_OPS=0 compiles nothing now
+# (the CPU communication op is JIT-built on the first ZeRO-3 run, ~30 s).
+if ! .venv/bin/python -c "import deepspeed" 2>/dev/null; then
+    DS_BUILD_OPS=0 .venv/bin/pip install --quiet --no-build-isolation "deepspeed>=0.17"
+fi

@@ -57,7 +57,8 @@ def check_model_path(path: str | None, what: str) -> None:
 
     A path that cannot be a hub id is refused at once instead of reaching the hub client (which
     answers "Repo id must be …" or, online, retries for about a minute). A hub id that is not in
-    the local cache is refused only when the hub is switched off (``HF_HUB_OFFLINE``).
+    the local cache is refused at once when the hub is switched off (``HF_HUB_OFFLINE``); online,
+    the hub is asked once within a bounded wait (:func:`check_hub_reachable`).
     """
     if path is None:
         return
@@ -72,10 +73,13 @@ def check_model_path(path: str | None, what: str) -> None:
         raise ValueError(f"{what} {path!r} does not exist (no such folder, and not a hub id)")
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(path, "config.json"), str):
+    cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
+    if constants.HF_HUB_OFFLINE and not cached:
         raise ValueError(
             f"{what} {path!r} is not a local folder and not in the hub cache, and HF_HUB_OFFLINE is set"
         )
+    if not cached:  # online: one bounded question now, not the hub client's minute of retries at load time
+        check_hub_reachable(path, "model", what)
 
 
 # The files ``save_pretrained`` of a tokenizer writes (one of them is enough to load it).
@@ -126,11 +130,12 @@ def check_tokenizer(path: str | None, what: str) -> None:
 HUB_PROBE_TIMEOUT_S = 20.0
 
 
-def probe_hub_dataset(repo_id: str, timeout: float) -> None:
-    """Ask the hub once, without retries, whether the dataset ``repo_id`` exists (raises if not)."""
+def probe_hub(repo_id: str, repo_type: str, timeout: float) -> None:
+    """Ask the hub once, without retries, whether ``repo_id`` (a ``model`` or ``dataset``) exists; raises if not."""
     from huggingface_hub import HfApi
 
-    HfApi().dataset_info(repo_id, timeout=timeout)
+    api = HfApi()
+    (api.dataset_info if repo_type == "dataset" else api.model_info)(repo_id, timeout=timeout)
 
 
 def _cached_hub_dataset(repo_id: str) -> bool:
@@ -153,8 +158,6 @@ def check_hub_dataset(repo_id: str, what: str, timeout: float | None = None) -> 
     refused at once. Online the hub is asked once; no answer within ``timeout`` seconds (default
     :data:`HUB_PROBE_TIMEOUT_S`), a connection error, or "no such dataset" is one ``ValueError``.
     """
-    import threading
-
     from huggingface_hub import constants
 
     offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in _TRUE
@@ -165,12 +168,20 @@ def check_hub_dataset(repo_id: str, what: str, timeout: float | None = None) -> 
                 "off (HF_HUB_OFFLINE); give a local .jsonl/.json/.csv/.parquet file or a save_to_disk folder"
             )
         return
+    check_hub_reachable(repo_id, "dataset", what, timeout)
+
+
+def check_hub_reachable(repo_id: str, repo_type: str, what: str, timeout: float | None = None) -> None:
+    """Ask the hub once whether ``repo_id`` exists, waiting at most ``timeout`` seconds (default
+    :data:`HUB_PROBE_TIMEOUT_S`); no answer, a connection error or "no such repository" is one ``ValueError``."""
+    import threading
+
     timeout = HUB_PROBE_TIMEOUT_S if timeout is None else timeout
     outcome: list[BaseException | None] = []
 
     def probe() -> None:
         try:
-            probe_hub_dataset(repo_id, timeout)
+            probe_hub(repo_id, repo_type, timeout)
             outcome.append(None)
         except BaseException as err:  # handed to the caller's thread
             outcome.append(err)
@@ -182,7 +193,7 @@ def check_hub_dataset(repo_id: str, what: str, timeout: float | None = None) -> 
     if not outcome:
         raise ValueError(
             f"{what} {repo_id!r} is not a local path and the hub did not answer within {timeout:g} s; check the "
-            "network (or set HF_HUB_OFFLINE=1 to use the cache) or give a local file"
+            "network (or set HF_HUB_OFFLINE=1 to use the cache) or give a local path"
         )
     err = outcome[0]
     if err is None:
@@ -190,7 +201,7 @@ def check_hub_dataset(repo_id: str, what: str, timeout: float | None = None) -> 
     from huggingface_hub.errors import RepositoryNotFoundError
 
     if isinstance(err, RepositoryNotFoundError):
-        reason = "there is no such dataset on the hub (or it is private: log in with `hf auth login`)"
+        reason = f"there is no such {repo_type} on the hub (or it is private: log in with `hf auth login`)"
     else:
         reason = f"the hub cannot be reached ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
     raise ValueError(f"{what} {repo_id!r} is not a local path and {reason}") from err

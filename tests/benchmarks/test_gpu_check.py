@@ -47,7 +47,7 @@ def _run_script(*argv: str) -> subprocess.CompletedProcess:
 
 def test_defaults_are_the_issue_sizes(gc):
     args = gc.parse_args([])
-    assert args.checks == ("a", "b", "c")
+    assert args.checks == ("a", "b", "c", "d", "e", "f")
     assert (args.n, args.vocab, args.hidden) == (16384, 152064, 2048)
     assert (args.dtype, args.device, args.steps, args.out) == ("bf16", "cuda", 5, None)
 
@@ -60,7 +60,10 @@ def test_checks_are_a_canonical_subset(gc):
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--checks", "a,x"], "argument --checks: expected a comma-separated subset of a,b,c, got 'a,x'"),
+        (
+            ["--checks", "a,x"],
+            "argument --checks: expected a comma-separated subset of a,b,c,d,e,f, got 'a,x'",
+        ),
         (["--checks", ","], "argument --checks"),
         (["--n", "0"], "argument --n: expected a positive integer, got '0'"),
         (["--vocab", "many"], "argument --vocab: expected a positive integer, got 'many'"),
@@ -150,7 +153,7 @@ def test_main_without_cuda_prints_one_json_with_every_check_skipped(gc, monkeypa
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert printed["results"] == {} and printed["errors"] == []
-    assert printed["skipped"] == [{"check": c, "reason": "no CUDA device"} for c in ("a", "b", "c")]
+    assert printed["skipped"] == [{"check": c, "reason": "no CUDA device"} for c in "abcdef"]
     assert printed["config"]["n"] == 16384 and printed["config"]["dtype"] == "bf16"
     assert printed["environment"]["torch"] == torch.__version__
 
@@ -209,7 +212,7 @@ def test_cpu_smoke_run_in_bf16_default_dtype(tmp_path):
     done = _run_script("--device", "cpu", "--n", "64", "--vocab", "512", "--hidden", "32", "--repeats", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    assert [s["check"] for s in report["skipped"]] == ["b", "c", "a.liger"]
+    assert [s["check"] for s in report["skipped"]] == ["b", "c", "d", "e", "f", "a.liger"]
     for loss, row in report["results"]["a"]["losses"].items():
         assert math.isfinite(row["fused"]["loss"])
         assert row["fused"]["loss"] == pytest.approx(row["naive"]["loss"], rel=5e-3), loss
@@ -287,3 +290,64 @@ def test_liger_column_is_wired_with_liger_argument_order(gc, monkeypatch):
         assert row["liger_time_ratio"] == pytest.approx(row["fused"]["time_s"] / ce["liger"]["time_s"])
         assert "liger" not in row or loss == "ce"
     assert "ce_time_ratio" not in ce and "ce_time_ratio" in losses["lco_kld"]
+
+
+# --- checks d, e, f: LoRA, ZeRO-3, FSDP ------------------------------------------------------------
+
+
+def test_plan_skips_lora_and_zero3_with_the_import_reason(gc):
+    to_run, skipped, _ = gc.plan(
+        tuple("bcdef"), "cuda", True, None, None, "peft missing", "deepspeed missing"
+    )
+    assert to_run == ["b", "c", "f"]
+    assert skipped == [
+        {"check": "d", "reason": "peft missing"},
+        {"check": "e", "reason": "deepspeed missing"},
+    ]
+
+
+def test_each_sharded_check_runs_both_anchor_settings_in_its_own_process(gc):
+    assert [name for name, _ in gc.CASES["e"]] == ["e_m0", "e_m1"]
+    assert [s["anchor"] for _, s in gc.CASES["e"] + gc.CASES["f"]] == [0, 1, 0, 1]
+    assert {s["shard"] for _, s in gc.CASES["e"]} == {"zero3"} and {s["shard"] for _, s in gc.CASES["f"]} == {
+        "fsdp"
+    }
+
+
+def test_a_spent_budget_skips_the_remaining_trainer_checks(gc, monkeypatch, capsys):
+    # CUDA "available", every worker instant; a budget of 1 s leaves < 30 s for each: all recorded as skipped
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gc, "probe_module", lambda name: None)
+    monkeypatch.setattr(gc, "probe_vllm", lambda: None)
+    monkeypatch.setattr(gc, "environment_info", lambda torch, device: {})
+    monkeypatch.setattr(gc, "run_worker_subprocess", lambda *a, **k: pytest.fail("no worker may start"))
+    assert gc.main(["--checks", "b,e", "--budget-s", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["check"] for s in report["skipped"]] == ["b", "e_m0", "e_m1"]
+    assert all("time budget of 1 s" in s["reason"] for s in report["skipped"])
+
+
+def test_a_hung_worker_is_killed_and_recorded(gc, monkeypatch, tmp_path):
+    hang = tmp_path / "hang.py"
+    hang.write_text("import time\ntime.sleep(30)\n")
+    monkeypatch.setattr(gc.os.path, "abspath", lambda p: str(hang))  # the worker command runs this instead
+    record = gc.run_worker_subprocess("b", [], timeout_s=1)
+    assert record["error"] == "timed out after 1 s"
+
+
+@pytest.mark.slow
+def test_lora_trainer_steps_on_cpu_with_a_tiny_config(gc):
+    pytest.importorskip("peft")
+    args = gc.parse_args(["--device", "cpu", "--dtype", "fp32", "--steps", "2", "--completion-length", "4"])
+    policy = dict(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+        vocab_size=300, max_position_embeddings=128, tie_word_embeddings=True,
+    )  # fmt: skip
+    reward = dict(policy, hidden_size=16, num_key_value_heads=2, tie_word_embeddings=False)
+    record = gc.trainer_steps(args, use_vllm=False, policy=policy, reward=reward, peft=True)
+    assert record["peft"] is True and record["steps"] == 2
+    assert record["anchor"] == "adapters_disabled" and record["anchor_update_steps"] == 0
+    # LoRA r = 16 on 7 projections of one layer: A [16, in] and B [out, 16] per projection
+    h, kv, inter = 32, 16, 64
+    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)]  # (in, out)
+    assert record["trainable_parameters"] == sum(16 * (i + o) for i, o in shapes)

@@ -104,6 +104,9 @@ def test_report_md_has_the_table_the_sections_and_finite_numbers(quick_demo):
         assert f"figures/{name}" in report
     # the command prints the table and says where the report is
     assert "| Method |" in proc.stdout and str(out / "report.md") in proc.stdout
+    # issue 20: --quick is a smoke test, said in the report and above the printed numbers
+    assert "Smoke test (`--quick`)" in report and "its values mean nothing" in report
+    assert proc.stdout.index("Smoke test (`--quick`)") < proc.stdout.index("| Method |")
 
 
 @pytest.mark.slow

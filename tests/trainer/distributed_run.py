@@ -14,7 +14,7 @@ def reward(completions, **kwargs):
     return [float(sum(map(ord, c)) % 2) * 2 - 1 for c in completions]
 
 
-def main(policy: str, out: str, anchor_steps: int = 1) -> None:
+def main(policy: str, out: str, anchor_steps: int = 0) -> None:
     torch.set_num_threads(1)
     args = LCOConfig(
         output_dir=out,
@@ -22,7 +22,7 @@ def main(policy: str, out: str, anchor_steps: int = 1) -> None:
         num_generations=2,
         max_completion_length=4,
         per_device_train_batch_size=2,
-        max_steps=2 if anchor_steps == 1 else 3,
+        max_steps=3 if anchor_steps >= 2 else 2,
         lco_anchor_update_steps=anchor_steps,
         report_to="none",
         use_cpu=True,
@@ -47,6 +47,7 @@ def main(policy: str, out: str, anchor_steps: int = 1) -> None:
     }
     if trainer._anchor is not None:
         snapshot = trainer.accelerator.unwrap_model(trainer._anchor.snapshot)
+        record["anchor_kind"] = trainer._anchor.kind
         record["anchor_refresh_steps"] = trainer._anchor.refresh_steps
         record["anchor_moved"] = float((snapshot.lm_head.weight.detach() - before).norm())
         record["anchor_checksum"] = float(snapshot.lm_head.weight.detach().double().sum())

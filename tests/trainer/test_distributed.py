@@ -45,12 +45,16 @@ def _launch(tmp_path, tiny_models, *extra) -> list[dict]:
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes_both_step(tmp_path, tiny_models):
-    records = _launch(tmp_path, tiny_models)
+    records = _launch(tmp_path, tiny_models)  # m = 0, the initial policy (the default for reward models)
     assert [r["world_size"] for r in records] == [2, 2]
     assert [r["global_step"] for r in records] == [2, 2]
     assert all(r["head_moved"] > 0 for r in records)
     # data parallel: both ranks applied the same averaged update
     assert records[0]["head_checksum"] == pytest.approx(records[1]["head_checksum"], rel=1e-6)
+    # the anchor is a frozen copy of the initial policy on each rank, never refreshed
+    assert [r["anchor_kind"] for r in records] == ["frozen_copy", "frozen_copy"]
+    assert [r["anchor_refresh_steps"] for r in records] == [[0], [0]]
+    assert all(r["anchor_moved"] == 0.0 for r in records)
 
 
 @pytest.mark.slow

@@ -179,7 +179,7 @@ def test_hub_dataset_offline_is_one_line_at_once(tmp_path, tiny_models, capsys, 
     def no_network(*args, **kwargs):
         raise AssertionError("the hub was asked while offline")
 
-    monkeypatch.setattr(preflight, "probe_hub_dataset", no_network)
+    monkeypatch.setattr(preflight, "probe_hub", no_network)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
@@ -197,17 +197,17 @@ def test_hub_dataset_online_waits_a_bounded_time(tmp_path, tiny_models, capsys, 
 
     asked = []
 
-    def hanging_hub(repo_id, timeout):
-        asked.append((repo_id, timeout))
+    def hanging_hub(repo_id, repo_type, timeout):
+        asked.append((repo_id, repo_type, timeout))
         time.sleep(30)
 
-    monkeypatch.setattr(preflight, "probe_hub_dataset", hanging_hub)
+    monkeypatch.setattr(preflight, "probe_hub", hanging_hub)
     monkeypatch.setattr(preflight, "HUB_PROBE_TIMEOUT_S", 0.5)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     start = time.perf_counter()
     err = _one_line_error(capsys, _config(tmp_path, tiny_models, dataset="someone/slow-dataset"))
-    assert time.perf_counter() - start < 10 and asked == [("someone/slow-dataset", 0.5)]
+    assert time.perf_counter() - start < 10 and asked == [("someone/slow-dataset", "dataset", 0.5)]
     assert "someone/slow-dataset" in err and "did not answer within 0.5 s" in err
 
 
@@ -218,14 +218,35 @@ def test_hub_dataset_online_connection_error_is_one_line(
 
     from lco import preflight
 
-    def unreachable(repo_id, timeout):
+    def unreachable(repo_id, repo_type, timeout):
         raise ConnectionError("Failed to resolve 'huggingface.co'")
 
-    monkeypatch.setattr(preflight, "probe_hub_dataset", unreachable)
+    monkeypatch.setattr(preflight, "probe_hub", unreachable)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     err = _one_line_error(capsys, _config(tmp_path, tiny_models, dataset="someone/a-dataset"))
     assert "someone/a-dataset" in err and "cannot be reached" in err and "ConnectionError" in err
+
+
+def test_hub_model_id_online_waits_a_bounded_time(tmp_path, tiny_models, capsys, monkeypatch, no_model_load):
+    """A hub model id that is not cached: one question within the bound, not the client's minute of retries."""
+    from huggingface_hub import constants
+
+    from lco import preflight
+
+    def hanging_hub(repo_id, repo_type, timeout):
+        assert repo_type == "model"
+        time.sleep(30)
+
+    monkeypatch.setattr(preflight, "probe_hub", hanging_hub)
+    monkeypatch.setattr(preflight, "HUB_PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    start = time.perf_counter()
+    err = _one_line_error(
+        capsys, _config(tmp_path, tiny_models, model_name_or_path="someone/no-such-model-20")
+    )
+    assert time.perf_counter() - start < 10
+    assert "model_name_or_path 'someone/no-such-model-20'" in err and "did not answer within 0.5 s" in err
 
 
 def test_dataset_split_on_a_local_file_is_not_ignored(tmp_path, tiny_models, capsys, no_model_load):
@@ -293,3 +314,27 @@ def test_train_config_help_lists_the_fields(tmp_path, tiny_models, capsys):
         "--resume_from_checkpoint",
     ):
         assert field in out
+
+
+def test_the_api_checks_the_tokenizer_only_when_it_loads_it(
+    tmp_path, tiny_models, tokenizer, prompts, no_model_load
+):
+    """``LCOTrainer(model=folder)`` loads the tokenizer from the folder: without one it stops before loading;
+    with ``processing_class`` given the folder needs none."""
+    import shutil
+
+    from lco.trainer import LCOTrainer
+
+    from .conftest import parity_reward, tiny_config
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(tiny_models["policy"], name), cut / name)
+    args = tiny_config(
+        tmp_path, tiny_models, advantage="outcome", reward_model_path=None, reference_reward_model_path=None
+    )
+    with pytest.raises(ValueError, match="model '.*cut' has no tokenizer files"):
+        LCOTrainer(str(cut), parity_reward, args, prompts)
+    with pytest.raises(AssertionError, match="a model was loaded"):  # past every check: TRL starts loading
+        LCOTrainer(str(cut), parity_reward, args, prompts, processing_class=tokenizer)

@@ -128,19 +128,6 @@ def test_anchor_every_step_keeps_no_snapshot(tmp_path, tiny_models, tokenizer, p
     )  # on-policy: z_old is the current logits, no extra pass
 
 
-def test_anchor_with_peft_is_refused_before_loading(tmp_path, tiny_models, tokenizer, prompts):
-    args = tiny_config(tmp_path, tiny_models, lco_anchor_update_steps=0)
-    with pytest.raises(ValueError, match="lco_anchor_update_steps=0 .* PEFT"):
-        LCOTrainer(
-            tiny_models["policy"],
-            parity_reward,
-            args,
-            train_dataset=prompts,
-            processing_class=tokenizer,
-            peft_config=object(),
-        )
-
-
 # --- support, β_negative, temperature ---------------------------------------------------------
 
 

@@ -149,6 +149,10 @@ def run(args) -> int:
     paths = run_demo(settings, out, workers=args.workers)
     report = paths["report"].read_text()
     table = report.split("## Results", 1)[1].split("\n## ", 1)[0]
+    # a --quick report opens with the smoke-test warning: the terminal shows it above the numbers too
+    banner = next((part for part in report.split("\n\n") if part.startswith("**Smoke test")), None)
+    if banner is not None:
+        print("\n" + banner)
     print("\n## Results" + table)
     print(f"report:  {paths['report']}\nresults: {paths['results']}\nfigures: {paths['figures']}/")
     return 0

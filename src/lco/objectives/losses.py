@@ -32,6 +32,7 @@ from .policy_gradient import ppo_clip_loss, reinforce_loss, value_loss
 from .reduction import masked_mean
 from .rollout import Rollout
 from .row_sources import RowSource, SparseAdvantages
+from .token_weights import TokenCorrections, weighted_token_mean
 
 HeadFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], Any]
 """``(h [B, T, H], W [V, H], b [V] | None) -> anything``: run on the policy's final hidden states."""
@@ -76,6 +77,8 @@ class LossContext:
         clip: PPO's (ε_low, ε_high).
         value_head: the critic on the policy's final hidden states, where the row asks for one.
         divergence: the distillation rows' per-token divergence ``(log_s, log_t) -> [N]``.
+        corrections: TRL's per-token factors (vLLM importance ratio, off-policy mask, high-entropy
+            mask; :mod:`lco.objectives.token_weights`) for the LCO losses; ``None`` when none is on.
     """
 
     forward: Callable[[HeadFn], Any]
@@ -89,6 +92,7 @@ class LossContext:
     clip: tuple[float, float] = (0.2, 0.2)
     value_head: Callable[[torch.Tensor], torch.Tensor] | None = None
     divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    corrections: TokenCorrections | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ def lco_batch_loss(batch: LossBatch, ctx: LossContext) -> tuple[torch.Tensor, Me
 
     z_old is the rollout's :class:`~lco.objectives.rollout.OldLogits` (reused rollouts, or the
     anchor), else ``None``: the current logits, detached (no extra pass). With
-    ``lco_temperature_consistent`` the fused kernel sees z/T and z_old/T.
+    ``lco_temperature_consistent`` the fused kernel sees z/T and z_old/T. TRL's per-token corrections
+    (``ctx.corrections``) weight ℓ_t as TRL weights its own per-token loss.
     """
     cfg, rollout = ctx.config, batch.rollout
     actions = batch.completion_ids.reshape(-1)
@@ -130,30 +135,50 @@ def lco_batch_loss(batch: LossBatch, ctx: LossContext) -> tuple[torch.Tensor, Me
     # temperature-consistent loss the fused loss already sees z/T.
     stats_temperature = 1.0 if cfg.lco_temperature_consistent else ctx.temperature
 
+    corrections = ctx.corrections if ctx.corrections is not None and ctx.corrections.active else None
+    kept = mask
+
     def head_fn(h, w, b):
-        if T != 1.0:
-            # z/T = (h/T)·Wᵀ + b/T: the fused kernel sees z/T, autograd carries the 1/T back to h and b.
-            h, b = h / T, (None if b is None else b / T)
-        return fused_lco_loss(
-            h.reshape(-1, h.shape[-1]),
-            w,
-            bias=b,
-            loss=cfg.objective,
-            beta=cfg.lco_beta,
-            advantages=advantages,
-            old_logits=old_logits,
-            actions=actions,
-            normalization=cfg.advantage_normalization,
-            mask=mask,
-            chunk_size=ctx.chunk_size(h),
-            return_stats=True,
-            beta_negative=cfg.lco_beta_negative,
-            support=support,
-            stats_temperature=stats_temperature,
-        )
+        nonlocal kept
+
+        def fused(token_mask):
+            h_t, b_t = h, b
+            if T != 1.0:
+                # z/T = (h/T)·Wᵀ + b/T: the fused kernel sees z/T, autograd carries the 1/T back to h and b.
+                h_t, b_t = h / T, (None if b is None else b / T)
+            return fused_lco_loss(
+                h_t.reshape(-1, h.shape[-1]),
+                w,
+                bias=b_t,
+                loss=cfg.objective,
+                beta=cfg.lco_beta,
+                advantages=advantages,
+                old_logits=old_logits,
+                actions=actions,
+                normalization=cfg.advantage_normalization,
+                mask=token_mask,
+                chunk_size=ctx.chunk_size(h),
+                return_stats=True,
+                beta_negative=cfg.lco_beta_negative,
+                support=support,
+                stats_temperature=stats_temperature,
+            )
+
+        if corrections is None:
+            return fused(mask)
+        logps = entropies = None
+        if corrections.needs_policy_stats:  # π_θ's, detached, at the sampling temperature (as TRL's)
+            with torch.no_grad():
+                logps, entropies = chunked_token_stats(
+                    h.detach(), w.detach(), None if b is None else b.detach(), batch.completion_ids,
+                    ctx.chunk_size(h), ctx.temperature,
+                )  # fmt: skip
+        weights = corrections.weights(batch.mask, rollout.token_advantages, logps, entropies)
+        kept = mask & (weights.reshape(-1) != 0)
+        return weighted_token_mean(fused, mask, weights)
 
     loss, stats = ctx.forward(head_fn)
-    m, token_adv = mask.float(), rollout.token_advantages.reshape(-1)
+    m, token_adv = kept.float(), rollout.token_advantages.reshape(-1)
     metrics: Metrics = {
         f"lco/{name}": TokenMean(stats[name], m)
         for name in ("entropy", "kl_old", "sampled_prob")

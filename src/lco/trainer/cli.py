@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 # Which script arguments are ours (the rest belong to LCOConfig), listed for `lco train --help`.
 _SCRIPT_HELP = """script arguments (also settable in the YAML):
@@ -27,6 +28,10 @@ _SCRIPT_HELP = """script arguments (also settable in the YAML):
   --reward_funcs NAME [NAME ...]    'math' (math-verify ±1, needs an 'answer' column) or 'module:function'
   --overwrite_output_dir BOOL       start afresh in an output_dir that holds another run (deletes its checkpoints)
 
+model arguments (TRL's ModelConfig, as `trl grpo` takes them):
+  --use_peft true --lora_r 16 --lora_alpha 32 --lora_target_modules q_proj v_proj   train a LoRA adapter
+  --dtype bfloat16|float32|auto, --attn_implementation NAME, --model_revision REV, --load_in_4bit true, ...
+
 Every LCOConfig / GRPOConfig / TrainingArguments field (about 100: objective, lco_beta, learning_rate,
 max_steps, save_steps, resume_from_checkpoint, ...) works the same way, e.g. --objective lco_kld.
 List them all, with their help, with:  lco train CONFIG.yaml --help
@@ -35,9 +40,9 @@ List them all, with their help, with:  lco train CONFIG.yaml --help
 
 @dataclass
 class TrainScriptArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "The policy: local path or hub id."}
-    )
+    """What to train on; the policy and its loading (``model_name_or_path``, LoRA, dtype) are TRL's
+    ``ModelConfig``, parsed beside it and kept in :attr:`model`."""
+
     dataset: str | None = field(
         default=None,
         metadata={"help": "Local .json/.jsonl/.csv/.parquet file, save_to_disk folder, or hub id."},
@@ -54,6 +59,11 @@ class TrainScriptArguments:
             "checkpoint-N folders are deleted first). Without it such a folder is refused."
         },
     )
+    model: Any = field(default=None, init=False, repr=False)  # TRL's ModelConfig, set by parse()
+
+    @property
+    def model_name_or_path(self) -> str | None:
+        return None if self.model is None else self.model.model_name_or_path
 
 
 def add_parser(subparsers) -> None:
@@ -90,7 +100,7 @@ def check_yaml(config_path: str) -> None:
 
 def parse(config_path: str, overrides: list[str]):
     """(script arguments, LCOConfig) from a YAML file and overrides; validation happens here."""
-    from trl import TrlParser
+    from trl import ModelConfig, TrlParser
 
     from .config import LCOConfig
 
@@ -103,8 +113,8 @@ def parse(config_path: str, overrides: list[str]):
         )
         raise FileNotFoundError(f"config file {config_path!r} does not exist{hint}")
     check_yaml(config_path)
-    parser = TrlParser((TrainScriptArguments, LCOConfig))
-    script, config = parser.parse_args_and_config(["--config", config_path, *overrides])
+    parser = TrlParser((TrainScriptArguments, LCOConfig, ModelConfig))
+    script, config, script.model = parser.parse_args_and_config(["--config", config_path, *overrides])
     if not script.model_name_or_path:
         raise ValueError("model_name_or_path is required (in the YAML or as --model_name_or_path)")
     if not script.dataset:
@@ -199,6 +209,26 @@ def clear_old_run(checkpoints: list[str]) -> None:
         shutil.rmtree(folder)
 
 
+def model_arguments(model_args, config) -> dict:
+    """TRL's ``ModelConfig`` applied as ``trl grpo`` applies it: revision, attention and dtype into
+    ``model_init_kwargs`` (the config's own ``model_init_kwargs`` win), and the LoRA / quantization configs
+    for the trainer (``get_peft_config``: a ``LoraConfig`` from ``--use_peft --lora_*``)."""
+    from trl import get_peft_config, get_quantization_config
+
+    init = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=config.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    init.update(config.model_init_kwargs or {})
+    config.model_init_kwargs = init
+    return {
+        "peft_config": get_peft_config(model_args),
+        "quantization_config": get_quantization_config(model_args),
+    }
+
+
 def resolve_rewards(names: list[str]) -> list:
     """Reward functions by name; ``module:function`` also finds a module in the working directory.
 
@@ -214,7 +244,6 @@ def resolve_rewards(names: list[str]) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preflight import check_tokenizer
     from .data import check_train_dataset, load_train_dataset
     from .preflight import check_before_loading
     from .trainer import LCOTrainer, auxiliary_model_paths
@@ -225,17 +254,26 @@ def run(args: argparse.Namespace) -> int:
     resume = resume_request(config.resume_from_checkpoint)
     # the run folder, paths, extras and β first: every one of these would otherwise surface after a model load
     old_checkpoints = check_run_folder(config.output_dir, resume, script.overwrite_output_dir)
-    check_before_loading(config, script.model_name_or_path, auxiliary_model_paths(config))
-    check_tokenizer(script.model_name_or_path, "model_name_or_path")
+    model_field = "model_name_or_path"
+    check_before_loading(
+        config, script.model_name_or_path, auxiliary_model_paths(config), model_field=model_field
+    )
     check_not_finished(config.output_dir, resume, config.max_steps)
     reward_funcs = resolve_rewards(script.reward_funcs)
     dataset = load_train_dataset(script.dataset, script.dataset_split)
     check_train_dataset(dataset)
     trainer = LCOTrainer(
-        model=script.model_name_or_path, reward_funcs=reward_funcs or None, args=config, train_dataset=dataset
+        model=script.model_name_or_path,
+        reward_funcs=reward_funcs or None,
+        args=config,
+        train_dataset=dataset,
+        **model_arguments(script.model, config),
     )
     if script.overwrite_output_dir and not resume:
-        clear_old_run(old_checkpoints)  # only now: a bad input found above has deleted nothing
+        # only now: a bad input found above has deleted nothing; one process deletes, the others wait
+        if trainer.accelerator.is_main_process:
+            clear_old_run(old_checkpoints)
+        trainer.accelerator.wait_for_everyone()
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(config.output_dir)
     print(f"lco train: saved the policy to {config.output_dir}")

@@ -234,8 +234,10 @@ class LCOConfig(GRPOConfig):
             KL-regularised optimum around the starting model (the authors' code). Unset: 0 for a reward model's
             advantage (a fixed function of the state: re-anchoring would compound the tilt π_0·exp(k·A/β)), 1 for
             ``outcome`` (its group baseline moves with the policy: re-anchoring is mirror descent); see
-            docs/trainer.md, "Defaults, from the evidence". Values other than 1 keep one frozen copy of the
-            policy and are refused with PEFT, DeepSpeed ZeRO-3 and FSDP (set 1 there).
+            docs/trainer.md, "Defaults, from the evidence". Values other than 1 keep an anchor on TRL's
+            reference-model machinery: under PEFT the base with the adapters disabled (m = 0) or a snapshot
+            adapter, else a frozen copy placed like TRL's reference model (sharded under ZeRO-3 / FSDP);
+            :mod:`lco.trainer.anchor`, docs/scale.md.
         lco_support (`str`, *optional*, defaults to `"full"` when unset):
             The entries π* may put mass on, per token: ``full`` (the whole vocabulary, eq. 6), ``top_k`` (π_old's
             ``lco_support_k`` most likely tokens, renormalised, then tilted; the authors use 5; with a sparse

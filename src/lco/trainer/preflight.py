@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..preflight import check_model_path, check_writable_dir
+from ..preflight import check_model_path, check_tokenizer, check_writable_dir
 
 # The fused LCO loss forms z* = z_old + A/β (eq. 7) in float32 whatever the model's dtype (its
 # logits are upcast), so 1/β must be a finite float32.
@@ -66,9 +66,10 @@ def check_lco_beta(beta: float) -> None:
 
 def reads_trl_beta(objective: str) -> bool:
     """Whether ``objective`` trains with TRL's own GRPO loss, the one that reads TRL's KL weight ``beta``."""
+    from ..objectives.losses import trl_batch_loss
     from ..objectives.registry import OBJECTIVE_SPECS
 
-    return "loss_type" in OBJECTIVE_SPECS[objective].grpo_config
+    return OBJECTIVE_SPECS[objective].loss is trl_batch_loss
 
 
 def check_trl_beta(args) -> None:
@@ -117,15 +118,29 @@ def check_support_k(args, model) -> None:
         )
 
 
-def check_before_loading(args, model, auxiliary_paths: dict[str, str]) -> None:
-    """Every check on an ``LCOConfig`` and the model paths that needs no model loaded."""
+def check_before_loading(
+    args,
+    model,
+    auxiliary_paths: dict[str, str],
+    *,
+    tokenizer_from_model: bool = True,
+    model_field: str = "model",
+) -> None:
+    """Every check on an ``LCOConfig`` and the model paths that needs no model loaded.
+
+    ``tokenizer_from_model``: the policy's tokenizer will be loaded from ``model`` (no
+    ``processing_class`` was given), so a local folder must hold one. ``model_field`` is the name
+    the messages give the policy (``model_name_or_path`` on the command line).
+    """
     check_lco_beta(args.lco_beta)
     check_trl_beta(args)
     check_max_steps(args)
     check_report_to(args.report_to)
     check_writable_dir(args.output_dir, "output_dir")
     if isinstance(model, (str, os.PathLike)):
-        check_model_path(model, "model")
+        check_model_path(model, model_field)
+        if tokenizer_from_model:
+            check_tokenizer(model, model_field)
         check_support_k(args, model)
     for role, path in auxiliary_paths.items():
         check_model_path(path, _ROLE_ARGUMENTS.get(role, f"the {role} model"))

@@ -36,9 +36,10 @@ of ``head_chunk_size`` tokens at a time, inside the model's patched forward
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 from accelerate.utils import is_peft_model
@@ -46,7 +47,6 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
-from trl.models import prepare_deepspeed, prepare_fsdp
 
 from ..objectives.chunked import default_chunk_size
 from ..objectives.heads import chunked_token_stats
@@ -54,7 +54,7 @@ from ..objectives.losses import LossBatch, LossContext, Metrics, TokenMean
 from ..objectives.registry import ADVANTAGE_SPECS, OBJECTIVE_SPECS
 from ..objectives.rollout import ROLLOUT_KEY, Head, HiddenStates, OldLogits, Rollout
 from ..objectives.token_advantages import AdvantageInputs
-from .anchor import PolicyAnchor
+from .anchor import Anchor, build_anchor, output_vocab_size, place_frozen
 from .auxiliary_models import TEACHER, auxiliary_model_paths, check_vocabularies
 from .checkpoints import resolve_resume_checkpoint, staged_save
 from .config import LCOConfig
@@ -64,16 +64,10 @@ from .gap_monitor import GapMonitor, build_gap_monitor, load_gap_state, save_gap
 from .guard import NonFiniteGuard, checked_reward_funcs
 from .hidden_state_forward import add_hidden_state_head, head_outputs
 from .preflight import check_before_loading
+from .trl_options import check_trl_loss_options, token_corrections
 from .value_head import attach_value_head, load_value_head, save_value_head
 
 __all__ = ["LCOTrainer", "auxiliary_model_paths", "check_vocabularies"]
-
-# The anchor's default is not always the paper's (it follows the advantage); say so where it is refused.
-_ANCHOR_DEFAULT_HINT = (
-    " (0, the initial policy, is LCOConfig's default for a reward model's advantage, docs/trainer.md "
-    "\"Defaults, from the evidence\"; lco_preset='paper' restores the paper's per-step anchor)"
-)
-
 
 class LCOTrainer(GRPOTrainer):
     """Drop-in replacement for ``trl.GRPOTrainer``: same arguments, plus :class:`LCOConfig`'s fields.
@@ -111,10 +105,14 @@ class LCOTrainer(GRPOTrainer):
         check_train_dataset(train_dataset)
         self._spec = OBJECTIVE_SPECS[args.objective]
         self._advantage = ADVANTAGE_SPECS[args.advantage]
-        check_before_loading(args, model, auxiliary_model_paths(args))
+        check_before_loading(
+            args, model, auxiliary_model_paths(args), tokenizer_from_model=processing_class is None
+        )
+        check_trl_loss_options(args)  # TRL loss options the objective would otherwise ignore: refused
         if reward_funcs is None:
             if not (self._spec.uses_advantage and self._advantage.uses_outcome_reward):
-                reward_funcs = []  # rewards are then only logged if the user passes some
+                # TRL requires a reward source; the dense advantage needs none, so a constant 0 stands in
+                reward_funcs = [no_reward_function]
             else:
                 raise ValueError(
                     f"reward_funcs is required for objective={args.objective!r} with advantage='outcome': the "
@@ -130,21 +128,12 @@ class LCOTrainer(GRPOTrainer):
         self._auxiliary_paths = auxiliary_model_paths(args)
         check_vocabularies(policy_tokenizer, self._auxiliary_paths)
 
-        # A model path or hub id is loaded by TRL below; only a model object can already carry adapters
-        # (accelerate's is_peft_model walks a module and fails on a string).
-        has_adapters = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        if args.lco_anchor_update_steps != 1 and has_adapters:
-            raise ValueError(
-                f"lco_anchor_update_steps={args.lco_anchor_update_steps} keeps a frozen snapshot of the policy, "
-                "which is not supported with PEFT adapters; use lco_anchor_update_steps=1 or train without PEFT"
-                + _ANCHOR_DEFAULT_HINT
-            )
         teach = self._spec.uses_advantage and self._advantage.uses_outcome_reward  # else rewards are only logged
         self._guard = NonFiniteGuard(args.max_nonfinite_steps, rewards_teach=teach)
         callbacks = [*(callbacks or []), self._guard]
         super().__init__(
             model=model,
-            reward_funcs=checked_reward_funcs(reward_funcs),  # a raise / None / wrong type: one line (guard.py)
+            reward_funcs=checked_reward_funcs(reward_funcs),  # a raise, None or wrong type: one line
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
@@ -157,23 +146,19 @@ class LCOTrainer(GRPOTrainer):
         )
         self._guard.metrics = self._metrics["train"]
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        # Copied before the forward patch: the patched forward closes over the model it patches.
-        anchor = self._anchor_snapshot(policy) if args.lco_anchor_update_steps != 1 else None
+        # Built before the forward patch: a copied policy's patched forward would close over the original.
+        # On TRL's reference-model machinery (adapters disabled, a snapshot adapter, TRL's ref model, or
+        # a frozen copy placed and synced as TRL does): lco.trainer.anchor.
+        self._anchor: Anchor | None = build_anchor(self, peft_config is not None, self._place_frozen)
+        if self._anchor is not None:
+            self.add_callback(self._anchor)
         add_hidden_state_head(policy)
-        self._policy_vocab = policy.get_output_embeddings().weight.shape[0]
+        # read from the full shape: under ZeRO-3 the head's local weight is an empty partition
+        self._policy_vocab = output_vocab_size(policy)
         self._guard.vocab_size = self._policy_vocab  # for the uniform-collapse check
         frozen = {role: self._load_frozen(path) for role, path in self._auxiliary_paths.items()}
         self._reward_models = tuple(frozen[role] for role in self._advantage.reward_models)
         self._teacher = frozen.get(TEACHER)
-        self._anchor: PolicyAnchor | None = None
-        if anchor is not None:
-            self._anchor = PolicyAnchor(
-                self._place_frozen(anchor),
-                lambda: self.model,
-                self.accelerator.unwrap_model,
-                args.lco_anchor_update_steps,
-            )
-            self.add_callback(self._anchor)
         if self._spec.needs_values:
             hidden = policy.config.get_text_config().hidden_size
             # The critic: a value head on the policy's final hidden states, saved apart (value_head.py)
@@ -192,7 +177,7 @@ class LCOTrainer(GRPOTrainer):
         """A frozen causal LM in eval mode (a reward model, reference or teacher), placed like TRL's ref model."""
         dtype = self.accelerator.unwrap_model(self.model).dtype
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        vocab = model.get_output_embeddings().weight.shape[0]
+        vocab = output_vocab_size(model)
         if vocab < self._policy_vocab:
             raise ValueError(
                 f"the model at {path} has an LM head of {vocab} tokens but the policy has {self._policy_vocab}; "
@@ -200,26 +185,9 @@ class LCOTrainer(GRPOTrainer):
             )
         return self._place_frozen(model)
 
-    def _anchor_snapshot(self, policy: nn.Module) -> nn.Module:
-        """A copy of the (unwrapped) policy for the LCO anchor (:mod:`lco.trainer.anchor`)."""
-        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
-        if self.is_fsdp_enabled or zero3:
-            raise ValueError(
-                f"lco_anchor_update_steps={self.args.lco_anchor_update_steps} copies the policy's full state "
-                "into a frozen snapshot, which FSDP and DeepSpeed ZeRO-3 shard; use one device, DDP or "
-                "ZeRO-1/2, or lco_anchor_update_steps=1" + _ANCHOR_DEFAULT_HINT
-            )
-        return copy.deepcopy(policy)
-
     def _place_frozen(self, model: nn.Module) -> nn.Module:
         """Eval mode, no gradient, the hidden-state head, and TRL's ref-model placement."""
-        model.eval().requires_grad_(False)
-        add_hidden_state_head(model)
-        if self.is_deepspeed_enabled:
-            return prepare_deepspeed(model, self.accelerator)
-        if self.is_fsdp_enabled:
-            return prepare_fsdp(model, self.accelerator)
-        return self.accelerator.prepare_model(model, evaluation_mode=True)
+        return place_frozen(model, self.accelerator, self.is_deepspeed_enabled, self.is_fsdp_enabled)
 
     def _hidden_and_head(self, model, input_ids, attention_mask, logits_to_keep):
         """Detached final hidden states at the completion positions and the (first V_policy rows of the) head."""
@@ -310,24 +278,26 @@ class LCOTrainer(GRPOTrainer):
             sequence_rewards=None if self._gap_monitor is None else self._gap_sequence_rewards(n_local),
         )
 
-    def _z_old_source(self) -> tuple[str, nn.Module] | None:
-        """Which model's logits are z_old for this generation batch: ``(label, module)``, or ``None`` when
-        the loss's current logits, detached, serve (on-policy). Evaluation batches are scored once, by the
-        current policy: there is no old policy to keep. With an anchor, z_old is always the snapshot's."""
+    def _z_old_source(self) -> tuple[str, Callable[[], AbstractContextManager[nn.Module]]] | None:
+        """Which model's logits are z_old for this generation batch: ``(label, context yielding the module)``,
+        or ``None`` when the loss's current logits, detached, serve (on-policy). Evaluation batches are scored
+        once, by the current policy: there is no old policy to keep. With an anchor, z_old is always the
+        anchor's (a context: e.g. the policy with its adapters disabled, inside it only)."""
         if not (self._spec.needs_old_hidden and self.model.training):
             return None
         if self._anchor is not None:
-            return "anchor", self._anchor.snapshot
-        return ("policy", self.model) if self._reuses_rollouts() else None
+            return "anchor", self._anchor.model
+        return ("policy", lambda: contextlib.nullcontext(self.model)) if self._reuses_rollouts() else None
 
     def _z_old(self, output: dict) -> OldLogits | None:
         """z_old (eq. 7) as the loss will read it, from :meth:`_z_old_source`'s final hidden states and head."""
         source = self._z_old_source()
         if source is None:
             return None
-        label, model = source
-        # a copy of the head: the optimizer (or the anchor's refresh) updates it in place
-        states = self._hidden_states(output, model, copy_head=True)
+        label, old_model = source
+        with old_model() as model:
+            # a copy of the head: the optimizer (or the anchor's refresh) updates it in place
+            states = self._hidden_states(output, model, copy_head=True)
         T = self.temperature if self.args.lco_temperature_consistent else 1.0
         return OldLogits(states.hidden, states.head, source=label, temperature=T)
 
@@ -422,6 +392,7 @@ class LCOTrainer(GRPOTrainer):
             clip=(self.epsilon_low, self.epsilon_high),
             value_head=self._value_head() if self._spec.needs_values else None,
             divergence=self._divergence,
+            corrections=token_corrections(self, inputs),  # TRL's vLLM ratio / off-policy / entropy masks
         )
         loss, metrics = self._spec.loss(batch, ctx)
         self._log_metrics(metrics)
@@ -523,8 +494,8 @@ class LCOTrainer(GRPOTrainer):
         )
         if self._gap_monitor is not None and self.args.should_save:
             save_gap_state(folder, self._gap_monitor, self._step_guard)
-        if self._anchor is not None and self.args.should_save:
-            self._anchor.save(folder)
+        if self._anchor is not None:  # every process: a ZeRO-3 anchor is gathered for the save
+            self._anchor.save(folder, self.args.should_save)
 
     def _save(self, output_dir=None, state_dict=None):
         super()._save(output_dir, state_dict)
@@ -544,3 +515,8 @@ class LCOTrainer(GRPOTrainer):
             self._anchor.load(checkpoint)
         if self._gap_monitor is not None and checkpoint is not None:
             load_gap_state(checkpoint, self._gap_monitor, self._step_guard)
+
+
+def no_reward_function(completions, **kwargs) -> list[float]:
+    """Reward 0 for every completion: TRL requires a reward source, a dense advantage (eqs. 12, 13) uses none."""
+    return [0.0] * len(completions)

@@ -247,7 +247,11 @@ def make_figures(
             if xs:
                 ax.scatter(xs, ys, s=14, color=colours[m], label=by_method[m][0]["label"])
         if ax.collections:
-            ax.set(title="Gradient-Gap M(K) vs pass@1", xlabel="M(K)", ylabel="greedy pass@1 (%)")
+            ax.set(
+                title="Gradient-Gap M(K) vs pass@1",
+                xlabel="M(K) = Σ [Δμ(k)]₊ η_k (cumulative Gap Alignment, eq. 12 of arXiv:2510.08539)",
+                ylabel="greedy pass@1 (%)",
+            )
             ax.legend(fontsize=7)
             save(fig, "gap", "gap_m_vs_pass.png")
         else:

@@ -293,7 +293,7 @@ def warmup_markdown(warmup: dict | None) -> str:
             parts.append(f"{target}: reached at step {step} ({at})")
         else:
             parts.append(f"{target}: **missed**; the last warm-up checkpoint (step {step}, {at}) stands in")
-    text = "Warm-up: " + "; ".join(parts) + "."
+    text = "\nWarm-up: " + "; ".join(parts) + "."  # a paragraph of its own, after the intro
     if _same_checkpoint(warmup):
         text += (
             " π_0 and φ_ref are therefore the same model: φ_DPO's reference is no stronger than the policy, "
@@ -307,7 +307,7 @@ def warmup_markdown(warmup: dict | None) -> str:
 QUICK_BANNER = (
     "**Smoke test (`--quick`).** This report checks that the pipeline runs end to end on a tiny budget "
     "({problems} test problems, {budget} completions per method, {seeds} seed(s)); its values mean nothing "
-    "about the methods. Run `lco demo` (the default profile) for numbers worth reading.\n"
+    "about the methods. Run `lco demo` (the default profile) for numbers worth reading.\n\n"
 )
 
 
