@@ -20,20 +20,20 @@ def fail(progress=None) -> None:
     raise RuntimeError("job failed")
 
 
-def _job(function: str, **kwargs) -> Job:
-    return Job(f"{__name__}:{function}", kwargs, units=3, label=kwargs.get("name", function))
+def _job(function, **kwargs) -> Job:
+    return Job(function, kwargs, units=3, label=kwargs.get("name", function.__name__))
 
 
 def test_results_come_back_in_job_order():
     CALLS.clear()
     with WorkerPool(1) as pool:
-        assert pool.run([_job("record", name="a", steps=5), _job("record", name="b")], "test") == ["A", "B"]
+        assert pool.run([_job(record, name="a", steps=5), _job(record, name="b")], "test") == ["A", "B"]
     assert CALLS == ["a", "b"]
 
 
 def test_a_failing_job_raises_its_error():
     with WorkerPool(1) as pool, pytest.raises(RuntimeError, match="job failed"):
-        pool.run([_job("fail")], "test")
+        pool.run([_job(fail)], "test")
 
 
 @pytest.mark.parametrize("workers", [0, -1, True, 1.5])

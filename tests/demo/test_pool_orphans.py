@@ -50,9 +50,10 @@ def test_workers_die_when_the_demo_is_killed(tmp_path):
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
         from lco.demo.pool import Job, WorkerPool
+        from orphan_jobs import hang
 
         if __name__ == "__main__":
-            jobs = [Job("orphan_jobs:hang", {{"marker": {str(tmp_path)!r} + f"/worker{{i}}"}}) for i in range(2)]
+            jobs = [Job(hang, {{"marker": {str(tmp_path)!r} + f"/worker{{i}}"}}) for i in range(2)]
             with WorkerPool(2, registry_dir={str(registry)!r}) as pool:
                 pool.run(jobs, "hang")
         """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from lco.demo.report import _sanitize, collapsed, findings, mean_std, method_table, norm_stats, table_markdown
+from lco.demo.report import collapsed, findings, mean_std, method_table, norm_stats, sanitize, table_markdown
 
 
 def _curve(values):
@@ -77,7 +77,7 @@ def test_table_bolds_the_best_mean_and_findings_report_losses_too():
 
 
 def test_sanitize_turns_non_finite_numbers_into_null():
-    assert _sanitize({"a": [1.0, float("nan")], "b": {"c": float("-inf")}, "d": "x"}) == {
+    assert sanitize({"a": [1.0, float("nan")], "b": {"c": float("-inf")}, "d": "x"}) == {
         "a": [1.0, None],
         "b": {"c": None},
         "d": "x",

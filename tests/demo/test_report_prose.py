@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from lco.demo import evaluate
+from lco.demo import evaluate, runtime
 from lco.demo.report import collect
 from lco.demo.report.collect import evaluated_problems, method_table, stability
 from lco.demo.report.markdown import decoding_markdown, methods_intro_markdown, report_markdown
@@ -111,4 +111,4 @@ def test_decoding_and_learning_rate_come_from_the_settings():
 
 
 def test_the_evaluated_splits_are_defined_once():
-    assert collect.SPLITS is evaluate.SPLITS
+    assert collect.SPLITS is evaluate.SPLITS is runtime.SPLITS

@@ -4,7 +4,7 @@
     lco demo --quick --out /tmp/smoke      # smoke test: 3 methods, 1 seed, tiny budget, ≈ 1.5 min
     lco demo --full --out lco-demo-full    # every method of Tables 1, 4, 5; 4 seeds
     lco demo --lr-sweep --out lco-demo-out # also: PPO, GRPO, LCO-KLD/LCH over a ladder of learning rates
-    lco demo --study stability --out DIR   # LCO's stability options, matched signal, lr ladder; 3 seeds, ≤ 1 h
+    lco demo --study stability --out DIR   # choose on validation, confirm on test at 5 other seeds; ≈ 1 h
 
 Every stage is cached under OUT/stages: running the same command again resumes where it stopped
 (a killed run loses no finished stage) and rebuilds only what a changed setting affects.
@@ -32,9 +32,11 @@ def add_parser(subparsers) -> None:
     size.add_argument("--full", action="store_true", help="every method of Tables 1, 4 and 5, 4 seeds")
     size.add_argument(
         "--study",
-        choices=("stability",),
-        help="stability: ablation of LCO's stability options (dense and verifier signal), LCO against GRPO, "
-        "RLOO, PPO, DAPO at matched signal, and a learning-rate ladder; 3 seeds each (see docs/demo.md)",
+        choices=("stability", "stability-lean"),
+        help="stability: LCO's options and the baselines' learning rates / KL weights chosen on the validation "
+        "split (2 seeds), the defaults under test, the paper's form, GRPO ± KL and RLOO confirmed on the test "
+        "split at 5 other seeds, with paired bootstrap intervals (see docs/demo.md); stability-lean: the "
+        "confirmation first, no LCO-LCH/MSE selection, for a heavily shared machine",
     )
     p.add_argument(
         "--lr-sweep",
@@ -48,8 +50,18 @@ def add_parser(subparsers) -> None:
         help="methods to run, comma- or space-separated (default: the profile's); one of: "
         + ", ".join(METHODS),
     )
-    p.add_argument("--seeds", type=int, help="number of seeds, 0 … N−1 (default: 2; --quick 1, --full 4)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help="number of seeds, 0 … N−1 (default: 2; --quick 1, --full 4; --study: confirmation seeds, ≥ 5)",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel worker processes (default: 2)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="--study only: write the report from the stages already finished in --out (the finished runs "
+        "only; nothing is trained or evaluated), e.g. while the study runs or after it was cut short",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,7 +69,7 @@ def settings_from_args(args):
     """The DemoSettings the flags ask for; every bad value is one ValueError, raised before any work."""
     from .methods import resolve_methods
     from .recipe import check_settings
-    from .settings import profile_settings, study_settings
+    from .settings import profile_settings, study_settings, with_confirmation_seeds
 
     study = getattr(args, "study", None)
     if study is not None:
@@ -71,7 +83,15 @@ def settings_from_args(args):
             names = tuple(n for item in args.methods for n in item.split(",") if n.strip())
             resolve_methods(names)
             settings = replace(settings, methods=names)
-    if args.seeds is not None:
+    if getattr(args, "report_only", False) and study is None:
+        raise ValueError("--report-only needs --study")
+    if args.seeds is not None and study is not None:
+        if isinstance(args.seeds, bool) or args.seeds < 5:
+            raise ValueError(
+                f"--seeds must be at least 5 for a study (its confirmation seeds), got {args.seeds}"
+            )
+        settings = with_confirmation_seeds(settings, args.seeds)
+    elif args.seeds is not None:
         settings = replace(settings, seeds=args.seeds)
     if isinstance(args.workers, bool) or args.workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {args.workers}")
@@ -95,7 +115,7 @@ def _show_cache_warnings() -> None:
 
 
 def run(args) -> int:
-    from .recipe import check_output_folder, run_demo, run_study
+    from .recipe import check_output_folder, run_demo, run_study, study_report_from_cache
 
     _show_cache_warnings()
     settings = settings_from_args(args)
@@ -106,7 +126,10 @@ def run(args) -> int:
             f"{settings.rl.rollout_budget} rollouts per run; {args.workers} worker(s); output in {out}/",
             flush=True,
         )
-        paths = run_study(settings, out, workers=args.workers)
+        if getattr(args, "report_only", False):
+            paths = study_report_from_cache(settings, out)
+        else:
+            paths = run_study(settings, out, workers=args.workers)
         report = paths["report"].read_text()
         print(
             "\n## What the numbers say" + report.split("## What the numbers say", 1)[1].split("\n## ", 1)[0]

@@ -217,6 +217,56 @@ for _objective, _objective_label in ABLATION_OBJECTIVES.items():
                 lco_options=_on_signal(_options, _advantage),
             )
 
+# LCO-LCH and LCO-MSE for the study (issue 23): support (the sampled logit, π_old's top-5, the whole
+# vocabulary — the paper's eqs. 8–9) × anchor (the generating policy, m = 1; the initial policy, m = 0),
+# every other option at the paper's value. A one-entry support has no statistics to centre the
+# advantage with, so it runs unnormalised (the authors' sampled-logit regression).
+REGRESSION_OBJECTIVES = {"lco_lch": "LCO-LCH", "lco_mse": "LCO-MSE"}
+REGRESSION_OPTIONS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
+    f"{support}_m{m}": (
+        f"{label} support, anchor {'every step (m = 1)' if m == 1 else 'initial policy (m = 0)'}",
+        _paper_with(
+            lco_support=support,
+            lco_anchor_update_steps=m,
+            advantage_normalization="none" if support == "sampled" else "mean",
+        ),
+    )
+    for support, label in (("sampled", "sampled-logit"), ("top_k", "top-5"), ("full", "full"))
+    for m in (1, 0)
+}
+for _objective, _objective_label in REGRESSION_OBJECTIVES.items():
+    for _signal, (_signal_label, _advantage, _group_size) in ABLATION_SIGNALS.items():
+        for _option, (_option_label, _options) in REGRESSION_OPTIONS.items():
+            _name = ablation_name(_objective, _signal, _option)
+            METHODS[_name] = Method(
+                _name,
+                f"{_objective_label} [{_signal_label}] {_option_label}",
+                objective=_objective,
+                advantage=_advantage,
+                num_generations=_group_size,
+                lco_options=_options,
+            )
+
+# The study's group baselines with every option it varies spelled out: GRPO without and with TRL's KL
+# to the reference (``beta``: 0.04, TRL's former default, and 1.0, the weight per unit of normalised
+# advantage that the initial-policy anchor puts on its forward KL to π_0), and RLOO.
+GRPO_KL_WEIGHTS = (0.0, 0.04, 1.0)
+
+
+def grpo_name(beta: float) -> str:
+    """``grpo_beta0``, ``grpo_beta0.04``, ``grpo_beta1``: the study's GRPO row at KL weight ``beta``."""
+    return f"grpo_beta{beta:g}"
+
+
+for _beta in GRPO_KL_WEIGHTS:
+    METHODS[grpo_name(_beta)] = Method(
+        grpo_name(_beta),
+        "GRPO" if _beta == 0 else f"GRPO + KL (β_KL = {_beta:g})",
+        objective="grpo",
+        num_generations=GROUP_SIZE,
+        lco_options=(("beta", _beta),),
+    )
+
 # The issue's six, plus one Table-5 row: LCO-KLD on the rule reward separates what the LCO objective
 # does from what the DPO reward model's dense advantage does (the other LCO rows use both).
 DEFAULT_METHODS = (

@@ -21,7 +21,6 @@ small registry file; a later pool kills what a run that died uncleanly left behi
 from __future__ import annotations
 
 import ctypes
-import importlib
 import json
 import multiprocessing
 import os
@@ -43,19 +42,28 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 @dataclass(frozen=True)
 class Job:
-    """``function`` ("package.module:name") called as ``function(progress=…, **kwargs)``.
+    """``function`` called as ``function(progress=…, **kwargs)`` in a worker.
+
+    ``function`` is the function itself, defined at the top level of a module: a spawned worker
+    receives it pickled by reference (its module and name) and imports that module on first use.
 
     ``units`` is how much the job will advance the stage's progress bar (e.g. its training steps);
     ``threads`` is the torch thread count it runs with; its stdout/stderr (library warnings, load
     reports) go to ``log`` rather than through the progress bars.
     """
 
-    function: str
+    function: Callable
     kwargs: dict = field(default_factory=dict)
     units: int = 1
     label: str = ""
     threads: int = 1
     log: str | None = None
+
+    def __post_init__(self):
+        if not callable(self.function):
+            raise ValueError(
+                f"Job.function must be the function itself (a top-level function of a module), got {self.function!r}"
+            )
 
 
 class Progress:
@@ -91,11 +99,6 @@ class _Bar:
     def finish(self, job: int, label: str) -> None:
         self.advance(job, self.units[job])
         self.bar.set_postfix_str(f"done: {label}")
-
-
-def resolve_function(function: str) -> Callable:
-    module, _, name = function.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _set_threads(n: int) -> None:
@@ -228,7 +231,7 @@ def _run_job(job: Job, sink, index: int) -> object:
     progress = Progress(sink, index)
     if job.log is None:
         try:
-            return resolve_function(job.function)(progress=progress, **job.kwargs)
+            return job.function(progress=progress, **job.kwargs)
         finally:
             _set_threads(1)
     # transformers' logger holds the terminal's stderr from before the redirection: quiet it instead
@@ -237,7 +240,7 @@ def _run_job(job: Job, sink, index: int) -> object:
     os.makedirs(os.path.dirname(job.log), exist_ok=True)
     try:
         with open(job.log, "a") as log, redirect_stdout(log), redirect_stderr(log):
-            return resolve_function(job.function)(progress=progress, **job.kwargs)
+            return job.function(progress=progress, **job.kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
         _set_threads(1)

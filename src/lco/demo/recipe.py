@@ -16,16 +16,22 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..tasks.arithmetic import generate_splits
+from . import warmup as warmup_stage
 from .cache import Stage, remove_leftovers
-from .methods import METHODS, Method, ablation_name, resolve_methods
+from .evaluate import evaluate_policy
+from .methods import METHODS, resolve_methods
+from .plan import STUDY_PHASES, Run, plan_runs, plan_study, selection_families, study_parts
 from .pool import Job, WorkerPool
 from .report.collect import gate_record
+from .reward_model import dpo_steps, measure_gate, train_reward_model
+from .rl import lco_default_changes, schedule, train_policy
+from .runtime import SPLITS, problems_evaluated
 from .settings import DemoSettings
 
 logger = logging.getLogger(__name__)
@@ -33,24 +39,6 @@ logger = logging.getLogger(__name__)
 # Bump when a stage's code changes what it writes: every cached stage is then rebuilt.
 STAGE_FORMAT = 2
 _PACKAGES = ("lco", "torch", "transformers", "trl", "math-verify")
-
-
-@dataclass
-class Run:
-    """One row-entry of the table: a method at a seed (and learning rate), its stages and its policy."""
-
-    method: Method
-    seed: int
-    learning_rate: float | None  # None for policies that are not trained
-    purpose: str  # "table" or "lr_sweep"
-    train: Stage | None = None
-    evaluation: Stage | None = None
-    policy: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        lr = "" if self.learning_rate is None else f"-lr{self.learning_rate:g}"
-        return f"{self.method.name}-s{self.seed}{lr}"
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -84,23 +72,24 @@ def check_settings(settings: DemoSettings) -> None:
 
 
 def check_study(settings: DemoSettings) -> None:
-    """The study's settings: ≥ 3 seeds (a collapse fraction over fewer says little), known rows, a
-    ladder that holds the common learning rate (the matched part is the ladder's rung there)."""
+    """The study's settings: ≥ 5 confirmation seeds, disjoint from the selection seeds, known rows,
+    positive learning rates."""
     study = settings.study
-    if settings.seeds < 3:
-        raise ValueError(f"--seeds must be at least 3 for a study, got {settings.seeds}")
-    resolve_methods(study.baselines)
-    for objective in study.ablation_objectives:
-        for signal in study.ablation_signals:
-            resolve_methods([ablation_name(objective, signal, option) for option in study.ablation_options])
-    if study.choice_signal not in study.ablation_signals:
-        raise ValueError(f"choice_signal {study.choice_signal!r} is not one of the ablation's signals")
-    if not all(lr > 0 for lr in study.ladder):
-        raise ValueError(f"learning rates must be positive, got {study.ladder}")
-    if settings.rl.learning_rate not in study.ladder:
-        raise ValueError(
-            f"the common learning rate {settings.rl.learning_rate:g} must be a rung of the ladder {study.ladder}"
-        )
+    if len(study.confirmation_seeds) < 5:
+        raise ValueError(f"--seeds must be at least 5 for a study, got {len(study.confirmation_seeds)}")
+    if not study.selection_seeds:
+        raise ValueError("the study needs at least one selection seed")
+    shared = set(study.selection_seeds) & set(study.confirmation_seeds)
+    if shared:
+        raise ValueError(f"selection and confirmation seeds must be disjoint; both hold {sorted(shared)}")
+    if not study.learning_rates or not all(lr > 0 for lr in study.learning_rates):
+        raise ValueError(f"learning rates must be positive, got {study.learning_rates}")
+    if study.order not in ("selection_first", "confirmation_first"):
+        raise ValueError(f"study order must be selection_first or confirmation_first, got {study.order!r}")
+    if study.selection_split == study.confirmation_split:
+        raise ValueError("the study must choose and report on different splits")
+    names = [name for pairs in selection_families(settings).values() for name, _ in pairs]
+    resolve_methods([*names, *study.confirmed, *study.static])
 
 
 class _OutputLock:
@@ -153,25 +142,25 @@ def write_task(out: Path, settings: DemoSettings) -> dict[str, Path]:
     return paths
 
 
-def _run_stages(pool: WorkerPool, jobs: list[tuple[Stage, Job]], desc: str) -> None:
-    """Build the stages that are not cached, as pool jobs."""
+def _run_stages(pool: WorkerPool | None, jobs: list[tuple[Stage, Job]], desc: str) -> None:
+    """Build the stages that are not cached, as pool jobs (none without a pool: the stages are only named)."""
+    if pool is None:
+        return
     todo = [(stage, job) for stage, job in jobs if not stage.is_done()]
     if todo:
         pool.run([job for _, job in todo], desc)
 
 
-def _build(stage: Stage, function: str, progress=None, **kwargs):
+def _build(stage: Stage, function: Callable, progress=None, **kwargs):
     """Worker entry point: build ``stage`` by calling ``function(tmp_dir, **kwargs)``."""
-    from .pool import resolve_function
-
-    fn = resolve_function(function)
-    stage.build(lambda tmp: fn(tmp, progress=progress, **kwargs))
+    stage.build(lambda tmp: function(tmp, progress=progress, **kwargs))
     return str(stage.path)
 
 
-def _job(stage: Stage, function: str, units: int, **kwargs) -> Job:
+def _job(stage: Stage, function: Callable, units: int, **kwargs) -> Job:
+    """The pool job that builds ``stage`` with the stage function ``function`` (e.g. :func:`.rl.train_policy`)."""
     return Job(
-        "lco.demo.recipe:_build",
+        _build,
         {"stage": stage, "function": function, **kwargs},
         units=units,
         label=stage.name,
@@ -185,7 +174,7 @@ def warm_up(pool: WorkerPool, out: Path, settings: DemoSettings, versions: dict)
     stage = Stage(out, "warmup", {"stage": "warmup", **inputs, "versions": versions})
     job = _job(
         stage,
-        "lco.demo.warmup:warm_up",
+        warmup_stage.warm_up,
         settings.warmup.max_steps,
         task=settings.task,
         model=settings.policy,
@@ -209,15 +198,13 @@ def reward_model(pool: WorkerPool, out: Path, settings: DemoSettings, warmup: St
             "versions": versions,
         },
     )
-    from .reward_model import dpo_steps
-
     # for the bar only: on the default warm-up ~88 % of the possible pairs form when the reference
     # solution counts as chosen (every prompt with a wrong sample), ~42 % when it does not
     share = 0.9 if rm.reference_chosen else 0.5
     expected_pairs = int(rm.pair_prompts * rm.max_pairs_per_prompt * share)
     job = _job(
         stage,
-        "lco.demo.reward_model:train_reward_model",
+        train_reward_model,
         dpo_steps(rm, expected_pairs),
         policy_path=str(warmup.path / "policy"),
         reference_path=str(warmup.path / "phi_ref"),
@@ -248,7 +235,7 @@ def gate_reward_model(
     )
     job = _job(
         stage,
-        "lco.demo.reward_model:measure_gate",
+        measure_gate,
         4,
         policy_path=str(warmup.path / "policy"),
         reference_path=str(warmup.path / "phi_ref"),
@@ -284,65 +271,26 @@ def record_gate(results_path: Path, gate: dict | None) -> None:
     Path(results_path).write_text(json.dumps(results, indent=1))
 
 
-def plan_runs(settings: DemoSettings) -> list[Run]:
-    """Every (method, seed[, learning rate]) the settings ask for; sweep runs use seed 0."""
-    runs = []
-    for method in resolve_methods(settings.methods):
-        for seed in range(settings.seeds):
-            runs.append(Run(method, seed, settings.rl.learning_rate if method.trained else None, "table"))
-    planned = {(r.method.name, r.seed, r.learning_rate) for r in runs}
-    for method in resolve_methods(settings.lr_sweep_methods) if settings.lr_sweep else ():
-        if not method.trained:
-            continue
-        for lr in settings.lr_sweep:
-            if (method.name, 0, lr) not in planned:
-                runs.append(Run(method, 0, lr, "lr_sweep"))
-    return runs
-
-
-STUDY_PARTS = ("ablation", "matched", "ladder")
-
-
-def study_parts(settings: DemoSettings, chosen: str | None) -> dict[str, list[tuple[str, int, float]]]:
-    """part → its (method, seed, learning rate) triples, from the study's settings.
-
-    ``chosen`` is the LCO row picked from the ablation for parts 2–3 (None before part 1 has run:
-    those parts then hold the baselines only).
-    """
-    study = settings.study
-    lr = settings.rl.learning_rate
-    seeds = range(settings.seeds)
-    ablation = [
-        ablation_name(objective, signal, option)
-        for objective in study.ablation_objectives
-        for signal in study.ablation_signals
-        for option in study.ablation_options
-    ]
-    compared = [*study.baselines, *([chosen] if chosen else [])]
-    return {
-        "ablation": [(m, seed, lr) for m in ablation for seed in seeds],
-        "matched": [(m, seed, lr) for m in compared for seed in seeds],
-        "ladder": [(m, seed, rung) for m in compared for rung in study.ladder for seed in seeds],
-    }
-
-
-def plan_study(settings: DemoSettings, chosen: str | None = None) -> list[Run]:
-    """Every run of the study, once each (a run shared by two parts — the matched part's runs are the
-    ladder's rung at the common learning rate — is trained once); ``purpose`` is its first part."""
-    runs, seen = [Run(METHODS["warmup"], 0, None, "ablation")], set()
-    for part, triples in study_parts(settings, chosen).items():
-        for name, seed, lr in triples:
-            if (name, seed, lr) not in seen:
-                seen.add((name, seed, lr))
-                runs.append(Run(METHODS[name], seed, lr, part))
-    return runs
-
-
 def _rm_paths(settings: DemoSettings, warmup: Stage, rm: Stage) -> dict:
     return {
         "phi_dpo": str(rm.path / "phi_dpo"),
         "phi_ref": str(warmup.path / "phi_ref"),
         "beta": settings.reward_model.beta,
+    }
+
+
+def study_curve(run: Run, settings: DemoSettings) -> dict | None:
+    """Where a study run's greedy pass@1 curve is measured: its own evaluation split, all of it, without
+    the step-0 point (π_0's, the same for every run: the report takes it from π_0's evaluation); every
+    ``rl.curve_every`` rollouts for a confirmation run, only at the end for a selection run (the choice
+    reads the final pass@1 alone). None for the demo's runs (their curve is ``RLSettings``')."""
+    if run.split is None:
+        return None
+    return {
+        "split": run.split,
+        "problems": problems_evaluated(run.split, settings.task, settings.eval),
+        "every": settings.rl.curve_every if run.purpose == "confirmation" else settings.rl.rollout_budget,
+        "start": False,
     }
 
 
@@ -356,8 +304,6 @@ def train_policies(
     versions: dict,
 ) -> None:
     """Stage 3: one RL run per trained (method, seed, learning rate), all from π_0, same rollout budget."""
-    from .rl import lco_default_changes, schedule
-
     jobs = []
     for run in runs:
         if not run.method.trained:
@@ -378,12 +324,14 @@ def train_policies(
                 "versions": versions,
                 # only when LCOConfig's defaults are not the paper's: keeps older keys valid
                 **({"lco_defaults": changed} if (changed := lco_default_changes(run.method)) else {}),
+                # only for the study's runs, whose curve is measured on their own split
+                **({"curve": curve} if (curve := study_curve(run, settings)) else {}),
             },
         )
         job = _job(
             run.train,
-            "lco.demo.rl:train_policy",
-            schedule(run.method, settings.rl)["max_steps"],
+            train_policy,
+            schedule(run.method, settings.rl, curve["every"] if curve else None)["max_steps"],
             method=run.method,
             seed=run.seed,
             learning_rate=run.learning_rate,
@@ -391,6 +339,7 @@ def train_policies(
             task=settings.task,
             policy_path=str(warmup.path / "policy"),
             rm=_rm_paths(settings, warmup, rm) if needs_rm else None,
+            curve=curve,
         )
         jobs.append((run.train, job))
         run.policy = {"kind": "checkpoint", "model": str(run.train.path / "model")}
@@ -422,6 +371,8 @@ def evaluate_policies(
     jobs = []
     for run in runs:
         if run.method.trained:
+            if pool is None and not _done(run.train):
+                continue  # naming only: an unfinished run has no fingerprint to key its evaluation
             sources = [run.train.fingerprint()]
         else:
             run.policy, sources = static[run.method.policy]
@@ -437,19 +388,25 @@ def evaluate_policies(
                 "eval": vars(settings.eval),
                 "task": vars(settings.task),
                 "versions": versions,
+                **({"splits": [run.split]} if run.split is not None else {}),
             },
         )
         job = _job(
             run.evaluation,
-            "lco.demo.evaluate:evaluate_policy",
+            evaluate_policy,
             4,
             policy=run.policy,
             seed=run.seed,
             task=settings.task,
             settings=settings.eval,
+            splits=SPLITS if run.split is None else (run.split,),
         )
         jobs.append((run.evaluation, job))
     _run_stages(pool, jobs, "evaluation")
+
+
+def _done(stage: Stage | None) -> bool:
+    return stage is not None and stage.status()[0] == "done"
 
 
 # ----------------------------------------------------------------------------------------- recipe
@@ -484,10 +441,11 @@ def run_demo(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
 
 def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
     """Run (or resume) a study into ``out`` with the demo's stages — same warm-up, reward model, gate,
-    cache and pool — in two rounds: part 1 with every baseline run of parts 2–3 (the pool stays full),
-    then the chosen LCO row's runs of parts 2–3 (the one at the common lr is part 1's, cached)."""
+    cache and pool — in two rounds: the selection runs (validation split) with the fixed confirmation
+    rows (test split), so that the pool stays full; then, from the choice made on the selection runs
+    alone, the confirmation runs of what was chosen and is not yet confirmed."""
     from .report import collect_run
-    from .report.study import choose_lco, write_study_report
+    from .report.study import choose, compact_run, write_study_report
 
     check_settings(settings)
     out = check_output_folder(out)
@@ -501,14 +459,18 @@ def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
         with clock("reward model"):
             rm = reward_model(pool, out, settings, warmup, versions)
             gate = gate_reward_model(pool, out, settings, warmup, rm, versions)
-        with clock("RL and evaluation, round 1"):
+        with clock("round 1: selection and the fixed confirmation rows"):
             runs = plan_study(settings)
-            train_policies(pool, out, settings, runs, warmup, rm, versions)
-            evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
-        records = [collect_run(run, settings) for run in runs]
-        chosen = choose_lco(records, settings)
-        with clock("RL and evaluation, round 2"):
-            runs = plan_study(settings, chosen["method"])
+            phases = [runs]
+            if settings.study.order == "confirmation_first":
+                phases = [[r for r in runs if r.purpose == phase] for phase in ("confirmation", "selection")]
+            for phase_runs in phases:
+                train_policies(pool, out, settings, phase_runs, warmup, rm, versions)
+                evaluate_policies(pool, out, settings, phase_runs, warmup, rm, versions)
+        selection = [compact_run(collect_run(run, settings)) for run in runs if run.purpose == "selection"]
+        chosen = choose(selection, settings)
+        with clock("round 2: confirmation of the choices"):
+            runs = plan_study(settings, chosen)
             train_policies(pool, out, settings, runs, warmup, rm, versions)
             evaluate_policies(pool, out, settings, runs, warmup, rm, versions)
     paths = write_study_report(
@@ -516,6 +478,43 @@ def run_study(settings: DemoSettings, out, workers: int = 2) -> dict[str, Path]:
     )
     announce_failed_gate(gate)
     return paths
+
+
+def study_report_from_cache(settings: DemoSettings, out, report_dir=None) -> dict[str, Path]:
+    """The study's report from the stages already finished in ``out``, training and evaluating nothing:
+    the choice is made on the finished selection runs, and a run whose stages are not (yet) there is
+    left out of every table. For a study still running, or cut short. The report goes to ``report_dir``
+    (default ``out``)."""
+    from .report import collect_run
+    from .report.study import choose, compact_run, write_study_report
+
+    check_settings(settings)
+    out = Path(out)
+    versions = _versions()
+    warmup = warm_up(None, out, settings, versions)
+    rm = reward_model(None, out, settings, warmup, versions) if _done(warmup) else None
+    if rm is None or not _done(rm):
+        raise ValueError(f"{out} holds no finished warm-up and reward model for these settings")
+    try:
+        gate = gate_reward_model(None, out, settings, warmup, rm, versions)
+    except FileNotFoundError as err:
+        raise ValueError(f"{out} holds no finished reward-model gate for these settings") from err
+
+    def finished(chosen):
+        runs = plan_study(settings, chosen)
+        train_policies(None, out, settings, runs, warmup, rm, versions)
+        evaluate_policies(None, out, settings, runs, warmup, rm, versions)
+        done = [r for r in runs if _done(r.evaluation) and (not r.method.trained or _done(r.train))]
+        return done, [r.name for r in runs if r not in done]
+
+    done, _ = finished(None)
+    selection = [compact_run(collect_run(r, settings)) for r in done if r.purpose == "selection"]
+    chosen = choose(selection, settings)
+    runs, missing = finished(chosen)
+    report_dir = check_output_folder(report_dir or out)
+    return write_study_report(
+        report_dir, settings, runs, chosen, warmup=warmup, rm=rm, clock={}, gate=gate, missing=missing
+    )
 
 
 class _StageClock:
@@ -538,7 +537,7 @@ class _StageClock:
 
 __all__ = [
     "METHODS",
-    "STUDY_PARTS",
+    "STUDY_PHASES",
     "Run",
     "check_output_folder",
     "check_settings",
@@ -547,4 +546,5 @@ __all__ = [
     "run_demo",
     "run_study",
     "study_parts",
+    "study_report_from_cache",
 ]

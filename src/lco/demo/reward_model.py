@@ -14,7 +14,8 @@ counts, held-out preference accuracy, training log); the gate's stage writes ``g
 itself is the reference warm-up's model.
 
 The dense advantage of LCO is then A(s_t, a) = log φ_DPO(a|s_t) − log φ_ref(a|s_t) (eq. 13);
-:class:`DPOSequenceReward` sums it over a completion for the methods that want one scalar reward.
+:class:`lco.demo.runtime.DPOSequenceReward` sums it over a completion for the methods that want one
+scalar reward.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 
 from ..eval.answers import is_correct
 from ..tasks.arithmetic import generate_splits
+from .runtime import greedy_pass_at_one, on_accelerator, progress_callback
 from .settings import RewardModelSettings, TaskSettings
-from .warmup import on_accelerator, progress_callback
 
 HELD_OUT_FRACTION = 0.1  # of the pairs, to measure φ_DPO's preference accuracy
 
@@ -249,8 +250,6 @@ def measure_gate(
 ) -> Path:
     """Greedy pass@1 of π_0, φ_ref, φ_DPO and π*(β) around π_0 on the first ``problems`` test
     problems, and the gate's verdict (:func:`reward_model_gate`); writes ``gate.json``."""
-    from .evaluate import greedy_pass_at_one
-
     policies = {
         "warmup": {"kind": "checkpoint", "model": policy_path},
         "phi_ref": {"kind": "checkpoint", "model": reference_path},
@@ -277,55 +276,3 @@ def dpo_steps(settings: RewardModelSettings, expected_pairs: int) -> int:
     """Roughly how many optimizer steps DPO will take (for the progress bar only)."""
     train_pairs = expected_pairs - max(1, int(expected_pairs * HELD_OUT_FRACTION))
     return max(1, -(-train_pairs // settings.batch_size) * settings.epochs)
-
-
-class DPOSequenceReward:
-    """φ_DPO's implicit sequence reward β·Σ_t log φ_DPO(y_t|s_t)/φ_ref(y_t|s_t), as a TRL reward function.
-
-    The reward of the paper's "w/ DPO-RM" rows for a method that takes one scalar per completion (PPO).
-    """
-
-    __name__ = "dpo_reward"
-
-    def __init__(self, dpo_path: str, ref_path: str, beta: float):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.device = "cuda" if on_accelerator() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(ref_path)
-        self.dpo = AutoModelForCausalLM.from_pretrained(dpo_path).to(self.device).eval().requires_grad_(False)
-        self.ref = AutoModelForCausalLM.from_pretrained(ref_path).to(self.device).eval().requires_grad_(False)
-        self.beta = beta
-
-    def _completion_logps(self, model, ids, mask, starts):
-        import torch
-
-        logps = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
-        token_logps = logps.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        positions = torch.arange(ids.shape[1] - 1, device=ids.device)[None, :]
-        keep = (positions >= (starts[:, None] - 1)) & mask[:, 1:].bool()
-        return (token_logps * keep).sum(-1)
-
-    def __call__(self, prompts, completion_ids, **kwargs) -> list[float]:
-        import torch
-
-        sequences, starts = [], []
-        for prompt, completion in zip(prompts, completion_ids, strict=True):
-            prompt_ids = self.tokenizer(prompt)["input_ids"]
-            sequences.append(prompt_ids + list(completion))
-            starts.append(len(prompt_ids))
-        width = max(len(s) for s in sequences)
-        # right padding: positions of the real tokens start at 0, as in training
-        ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        ids, mask, starts_t = (
-            ids.to(self.device),
-            mask.to(self.device),
-            torch.tensor(starts, device=self.device),
-        )
-        with torch.no_grad():
-            dpo = self._completion_logps(self.dpo, ids, mask, starts_t)
-            ref = self._completion_logps(self.ref, ids, mask, starts_t)
-        return (self.beta * (dpo - ref)).tolist()

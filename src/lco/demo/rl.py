@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ from ..objectives.registry import OBJECTIVE_SPECS
 from ..rewards import math_verify_reward
 from ..tasks.arithmetic import generate_splits, to_dataset
 from .methods import Method
+from .runtime import DPOSequenceReward, on_accelerator, pass_at_one, progress_callback, rollouts_after
 from .settings import RLSettings, TaskSettings
-from .warmup import on_accelerator, progress_callback
 
 
 def _lco_config_default(name: str):
@@ -56,11 +55,13 @@ def iterations_per_rollout(method: Method) -> int:
     return 1 if field is None else int(_lco_config_default(field))
 
 
-def schedule(method: Method, rl: RLSettings) -> dict:
-    """Steps, rollouts and the curve's evaluation interval of a run under the rollout budget."""
-    if rl.rollout_budget % rl.batch_size or rl.curve_every % rl.batch_size:
+def schedule(method: Method, rl: RLSettings, curve_every: int | None = None) -> dict:
+    """Steps, rollouts and the curve's evaluation interval of a run under the rollout budget
+    (``curve_every`` rollouts between two curve points; default ``rl.curve_every``)."""
+    curve_every = rl.curve_every if curve_every is None else curve_every
+    if rl.rollout_budget % rl.batch_size or curve_every % rl.batch_size:
         raise ValueError(
-            f"rollout_budget ({rl.rollout_budget}) and curve_every ({rl.curve_every}) must be multiples of "
+            f"rollout_budget ({rl.rollout_budget}) and curve_every ({curve_every}) must be multiples of "
             f"the RL batch size ({rl.batch_size})"
         )
     if rl.batch_size % method.num_generations:
@@ -71,32 +72,34 @@ def schedule(method: Method, rl: RLSettings) -> dict:
         "max_steps": rounds * iterations,
         "iterations": iterations,
         "rollouts": rounds * rl.batch_size,
-        "curve_every_steps": rl.curve_every // rl.batch_size * iterations,
+        "curve_every_steps": curve_every // rl.batch_size * iterations,
     }
 
 
-def rollouts_after(step: int, iterations: int, batch_size: int) -> int:
-    """Completions sampled after ``step`` optimizer steps (a new batch every ``iterations`` steps)."""
-    return math.ceil(step / iterations) * batch_size
-
-
-def curve_callback(problems, tokenizer, every_steps: int, iterations: int, rl: RLSettings, points: list):
-    """Greedy pass@1 on ``problems`` at step 0, every ``every_steps`` steps and at the last step."""
+def curve_callback(
+    problems, tokenizer, every_steps: int, iterations: int, rl: RLSettings, points: list, start: bool = True
+):
+    """Greedy pass@1 on ``problems`` at step 0 (unless ``start`` is false: the starting policy's point
+    is then taken from its own evaluation), every ``every_steps`` steps and at the last step."""
     from transformers import TrainerCallback
 
-    from .evaluate import pass_at_one
-
     def measure(model, step: int) -> None:
-        accuracy, _ = pass_at_one(
+        accuracy, verdicts = pass_at_one(
             model, tokenizer, problems, greedy=True, max_new_tokens=rl.max_completion_length
         )
         points.append(
-            {"step": step, "rollouts": rollouts_after(step, iterations, rl.batch_size), "pass@1": accuracy}
+            {
+                "step": step,
+                "rollouts": rollouts_after(step, iterations, rl.batch_size),
+                "pass@1": accuracy,
+                # per problem, in order ("1" correct): the study pairs two curves problem by problem
+                "correct": "".join("1" if ok else "0" for _, ok in verdicts),
+            }
         )
 
     class _Curve(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if not points:
+            if start and not points:
                 measure(model, 0)
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -173,17 +176,22 @@ def train_policy(
     task: TaskSettings,
     policy_path: str,
     rm: dict | None = None,
+    curve: dict | None = None,
     progress=None,
 ) -> Path:
-    """One RL run; writes ``model/``, ``log_history.json``, ``curve.json``, ``run.json``."""
+    """One RL run; writes ``model/``, ``log_history.json``, ``curve.json``, ``run.json``.
+
+    ``curve`` (``{"split", "problems", "every", "start"}``) says where the greedy pass@1 curve is
+    measured: the first ``problems`` of ``split`` every ``every`` rollouts, and at step 0 if ``start``;
+    by default the first ``rl.curve_problems`` test problems every ``rl.curve_every`` rollouts."""
     from transformers import AutoTokenizer
 
     from ..trainer import LCOTrainer
     from ..trainer.guard import NonFiniteGradientError
-    from .reward_model import DPOSequenceReward
 
     out_dir = Path(out_dir)
-    run = schedule(method, rl)
+    curve = curve or {"split": "test", "problems": rl.curve_problems, "every": rl.curve_every, "start": True}
+    run = schedule(method, rl, curve["every"])
     splits = generate_splits(**vars(task))
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     reward_funcs = [math_verify_reward]
@@ -193,12 +201,13 @@ def train_policy(
     points: list[dict] = []
     callbacks = [
         curve_callback(
-            splits["test"][: rl.curve_problems],
+            splits[curve["split"]][: curve["problems"]],
             tokenizer,
             run["curve_every_steps"],
             run["iterations"],
             rl,
             points,
+            start=curve["start"],
         )
     ]
     if progress is not None:

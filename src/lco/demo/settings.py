@@ -13,17 +13,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from .methods import (
-    ABLATION_OPTIONS,
     ABLATION_SIGNALS,
     DEFAULT_METHODS,
     FULL_METHODS,
+    GRPO_KL_WEIGHTS,
     LR_SWEEP_METHODS,
-    MATCHED_BASELINES,
     QUICK_METHODS,
+    REGRESSION_OBJECTIVES,
+    REGRESSION_OPTIONS,
+    grpo_name,
 )
 
 PROFILES = ("quick", "default", "full")
-STUDIES = ("stability",)
+STUDIES = ("stability", "stability-lean")
 
 
 @dataclass(frozen=True)
@@ -130,41 +132,73 @@ class RLSettings:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """pass@1 of the final policies, sampled as in the paper (T = 0.6, top-p 0.95) and greedy."""
+    """pass@1 of the final policies, sampled as in the paper (T = 0.6, top-p 0.95; ``samples``
+    completions per problem) and greedy."""
 
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 16
     test_problems: int = 500
     hard_problems: int = 200
+    validation_problems: int = 200
     batch_size: int = 128
+    # completions sampled per problem: sampled pass@1 is the mean of the k verdicts (an unbiased
+    # estimate with k times fewer sampling draws' noise); the greedy decoding is one per problem
+    samples: int = 1
 
 
 @dataclass(frozen=True)
 class StudySettings:
-    """``lco demo --study stability`` (issue 12): three parts on the demo's task, warm-up and reward
-    model, every run at ``seeds`` seeds.
+    """``lco demo --study stability`` (issues 12 and 23): the demo's task, warm-up and reward model;
+    configurations *chosen* on the validation split at ``selection_seeds``, results *reported* on the
+    test split at the disjoint ``confirmation_seeds``.
 
-    1. *ablation* — LCO (``ablation_objectives``) × signal (``ablation_signals``: the dense DPO
-       advantage, the verifier reward at 4 completions per prompt) × stability option
-       (``ablation_options``: the paper as written, each option alone, the authors' preset), at the
-       common learning rate;
-    2. *matched* — the baselines and the LCO configuration chosen from part 1, at GRPO's 4 completions
-       per prompt and GRPO's verifier reward, at the common learning rate;
-    3. *ladder* — the same methods at every learning rate of ``ladder``.
+    Selection (validation split, every row at every rate of ``learning_rates``, ``selection_seeds``):
 
-    The LCO configuration of parts 2–3 is chosen automatically among the part-1 rows of
-    ``choice_signal`` (the matched signal): fewest collapses over its runs, then the highest mean test
-    pass@1 (:func:`lco.demo.report.study.rank_methods`).
+    - LCO-KLD × signal (``signals``: the dense DPO advantage; the verifier reward at 4 per prompt) ×
+      ``kld_options`` (the paper's form and the options under test);
+    - LCO-LCH and LCO-MSE (``regression_objectives``) × signal × ``regression_options`` (support ×
+      anchor), at the first learning rate and ``regression_seeds`` only;
+    - the baselines: GRPO at each KL weight of ``grpo_kl_weights`` (0 = plain GRPO) and RLOO.
+
+    Confirmation (test split, ``confirmation_seeds``, every rate of ``learning_rates``): ``confirmed``
+    (the defaults under test, the paper's form, GRPO, RLOO), GRPO + KL at its chosen weight, and any
+    LCO-KLD configuration chosen on validation that is not already among them (at its chosen rate).
+    π_0 and π* (eq. 6, decoded) are evaluated at the confirmation seeds as well.
+
+    The choice rule (:func:`lco.demo.report.study.choose`): fewest runs ending below π_0 (paired by
+    seed), then the highest mean validation pass@1, then the order given here.
     """
 
     name: str = "stability"
-    ablation_objectives: tuple[str, ...] = ("lco_kld",)
-    ablation_signals: tuple[str, ...] = tuple(ABLATION_SIGNALS)
-    ablation_options: tuple[str, ...] = tuple(ABLATION_OPTIONS)
-    choice_signal: str = "outcome"
-    baselines: tuple[str, ...] = MATCHED_BASELINES
-    ladder: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+    selection_seeds: tuple[int, ...] = (0, 1)
+    confirmation_seeds: tuple[int, ...] = (10, 11, 12, 13, 14)
+    learning_rates: tuple[float, ...] = (1e-4, 3e-4)
+    signals: tuple[str, ...] = tuple(ABLATION_SIGNALS)
+    kld_options: tuple[str, ...] = ("paper", "anchor_never", "beta_negative")
+    regression_objectives: tuple[str, ...] = tuple(REGRESSION_OBJECTIVES)
+    regression_options: tuple[str, ...] = tuple(REGRESSION_OPTIONS)
+    regression_seeds: tuple[int, ...] = (0,)
+    grpo_kl_weights: tuple[float, ...] = GRPO_KL_WEIGHTS
+    other_baselines: tuple[str, ...] = ("reinforce",)
+    # the rows reported on the test split whatever the selection says: the defaults under test (issue
+    # 22: verifier → paper form + β_negative = 100β; dense → anchor = initial policy), the paper's form
+    # on both signals, GRPO and RLOO
+    confirmed: tuple[str, ...] = (
+        "lco_kld_outcome_beta_negative",
+        "lco_kld_outcome_paper",
+        "lco_kld_dense_anchor_never",
+        "lco_kld_dense_paper",
+        "grpo_beta0",
+        "reinforce",
+    )
+    static: tuple[str, ...] = ("warmup", "pistar")  # policies evaluated without training
+    selection_split: str = "validation"
+    confirmation_split: str = "test"
+    # "selection_first": the selection runs (with the fixed confirmation rows), then what the choice adds;
+    # "confirmation_first": every confirmation row trained and evaluated before any selection run, so that
+    # a study cut short still has its reported numbers (GRPO + KL is then confirmed at every weight)
+    order: str = "selection_first"
 
 
 @dataclass(frozen=True)
@@ -211,30 +245,47 @@ def profile_settings(profile: str = "default", lr_sweep: bool = False) -> DemoSe
     return settings
 
 
-# The study's budget (docs/demo.md, "Stability study"). Measured on the shared 2-core machine, one
-# thread, 640 rollouts at lr 1e-4: LCO-KLD 8.2 s, GRPO 6.7 s, PPO 17.0 s (4 epochs per batch); one
-# evaluation (500 test + 200 hard problems, sampled and greedy) 3.8 s. The study trains 54 LCO runs
-# (42 ablation + 12 more ladder rungs of the chosen row), 45 group baselines (GRPO, RLOO, DAPO) and 15
-# PPO runs: 54·8.2 + 45·6.7 + 15·17.0 ≈ 1,000 core-s per 640 rollouts, and 115 evaluations ≈ 440 core-s.
-# At 1,920 rollouts per run: 3·1,000 + 440 ≈ 3,440 core-s ≈ 29 min on 2 cores, half the hour, the other
-# half a margin for a shared machine and the pool's tail. The evaluation keeps the default size (and so
-# the default demo's cached reward-model gate).
-STUDY_SEEDS = 3
-STUDY_ROLLOUT_BUDGET = 1920
+# The study's budget (docs/demo.md, "Stability study", with the arithmetic). Measured on an idle 2-core
+# machine, one thread, 640 rollouts at lr 1e-4: LCO-KLD 8.2 s, GRPO 6.7 s, PPO 17.0 s; one evaluation of
+# 1,400 completions (500 test + 200 hard problems, sampled once and greedy) 3.8 s, so ≈ 2.7 ms per
+# completion. At 1,280 rollouts per run, k = 8 and the curve on the run's whole evaluation split, the
+# study is ≈ 4,100–4,500 core-s on an idle machine (≈ 60–64 min on 2 cores shared ~1.7×).
+STUDY_ROLLOUT_BUDGET = 1280
 STUDY_CURVE_EVERY = 320
+STUDY_SAMPLES = 8
 
 
 def study_settings(name: str = "stability") -> DemoSettings:
-    """The settings of ``lco demo --study NAME``: the default task, warm-up and reward model (so their
-    cached stages are shared with the default demo's), ≥ 3 seeds, and the rollout budget and
-    evaluation size that fit the whole study into an hour on 2 cores (arithmetic in docs/demo.md)."""
+    """The settings of ``lco demo --study NAME``: the default task, warm-up, reward model and gate (so
+    their cached stages are shared with the default demo's: the gate reads only ``test_problems``),
+    the rollout budget and the k of sampled pass@1 that fit the study into ~70 minutes of a shared
+    2-core machine (arithmetic in docs/demo.md)."""
     if name not in STUDIES:
         raise ValueError(f"study must be one of {', '.join(STUDIES)}, got {name!r}")
     settings = DemoSettings(profile=f"study-{name}")
+    study = StudySettings(name=name)
+    if name == "stability-lean":
+        # for a machine shared beyond the ~1.7× the full study is sized for: the confirmation first (with
+        # GRPO + KL at both weights, so that nothing waits for the choice), no LCO-LCH / LCO-MSE selection
+        study = replace(
+            study,
+            order="confirmation_first",
+            regression_objectives=(),
+            confirmed=(*study.confirmed, *(grpo_name(w) for w in study.grpo_kl_weights if w > 0)),
+        )
     return replace(
         settings,
         rl=replace(settings.rl, rollout_budget=STUDY_ROLLOUT_BUDGET, curve_every=STUDY_CURVE_EVERY),
+        eval=replace(settings.eval, samples=STUDY_SAMPLES),
         methods=(),
-        seeds=STUDY_SEEDS,
-        study=StudySettings(name=name, ladder=LR_LADDER),
+        seeds=len(study.confirmation_seeds),
+        study=study,
     )
+
+
+def with_confirmation_seeds(settings: DemoSettings, count: int) -> DemoSettings:
+    """The study with ``count`` confirmation seeds (10, 11, …: disjoint from the selection seeds)."""
+    first = max(settings.study.selection_seeds, default=-1) + 1
+    first = max(first, 10)
+    seeds = tuple(range(first, first + count))
+    return replace(settings, seeds=count, study=replace(settings.study, confirmation_seeds=seeds))

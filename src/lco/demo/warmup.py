@@ -15,29 +15,14 @@ import shutil
 from pathlib import Path
 
 from ..tasks.arithmetic import generate_splits, to_dataset
-from ..tasks.tiny_models import build_byte_tokenizer, build_tiny_causal_lm
+from .runtime import on_accelerator, pass_at_one, progress_callback
 from .settings import ModelSettings, TaskSettings, WarmupSettings
-
-
-def progress_callback(progress):
-    """A ``TrainerCallback`` that advances the stage's progress bar by one per optimizer step."""
-    from transformers import TrainerCallback
-
-    class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            progress(1)
-
-    return _Progress()
-
-
-def on_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def build_model(out_dir: Path, model: ModelSettings) -> Path:
     """Build the tokenizer and a randomly initialised model and save both to ``out_dir``."""
+    from ..tasks.tiny_models import build_byte_tokenizer, build_tiny_causal_lm
+
     tokenizer = build_byte_tokenizer()
     lm = build_tiny_causal_lm(
         tokenizer,
@@ -57,8 +42,6 @@ def _checkpoints(warmup: WarmupSettings, problems, out_dir: Path, tokenizer, che
     ``policy/`` at the first check reaching ``policy_target`` and ``phi_ref/`` at a later one reaching
     ``reference_target``, and then stops the run."""
     from transformers import TrainerCallback
-
-    from .evaluate import pass_at_one
 
     def save(model, name: str, step: int) -> None:
         model.save_pretrained(out_dir / name)

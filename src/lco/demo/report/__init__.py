@@ -20,7 +20,6 @@ from pathlib import Path
 
 from ..methods import LR_SWEEP_METHODS
 from ..settings import DemoSettings
-from .collect import _sanitize as _sanitize  # re-exported for the tests of results.json
 from .collect import (
     collect_run,
     evaluated_problems,
@@ -34,6 +33,7 @@ from .collect import (
 from .figures import make_figures
 from .markdown import findings, report_markdown, stability_findings, table_markdown
 from .stats import collapsed, mean_std, norm_stats
+from .text import sanitize
 
 
 def write_report(
@@ -85,6 +85,7 @@ __all__ = [
     "mean_std",
     "method_table",
     "norm_stats",
+    "sanitize",
     "stability_findings",
     "table_markdown",
     "write_report",

@@ -9,18 +9,19 @@ log history) are for the figures only and are not written to ``results.json``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 
-from ..evaluate import SPLITS, problems_evaluated
+from ..runtime import SPLITS, problems_evaluated
 from ..settings import DemoSettings
 from .stats import collapsed, mean_std, norm_stats
+from .text import sanitize
 
 
 def collect_run(run, settings: DemoSettings) -> dict:
     """Everything the report says about one run, from its stage directories."""
     metrics = json.loads((run.evaluation.path / "metrics.json").read_text())
+    splits = SPLITS if getattr(run, "split", None) is None else (run.split,)
     record = {
         "method": run.method.name,
         "label": run.method.label,
@@ -33,8 +34,18 @@ def collect_run(run, settings: DemoSettings) -> dict:
                 "pass@1": metrics[split]["sampled_pass@1"],
                 "greedy_pass@1": metrics[split]["greedy_pass@1"],
                 "problems": metrics[split]["problems"],
+                # per problem (the study's paired comparisons): correct samples of k, greedy verdict
+                **(
+                    {
+                        "samples": metrics.get("samples", 1),
+                        "sampled_correct": metrics[split]["sampled_correct"],
+                        "greedy_correct": metrics[split]["greedy_correct"],
+                    }
+                    if getattr(run, "split", None) is not None
+                    else {}
+                ),
             }
-            for split in SPLITS
+            for split in splits
         },
         "eval_seconds": run.evaluation.build_seconds(),
         "rollouts": 0,
@@ -180,17 +191,6 @@ def timing(records: list[dict], warmup, rm, clock: dict[str, float]) -> dict:
     }
 
 
-def _sanitize(obj):
-    """Non-finite floats → None, recursively (JSON numbers must be finite)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_sanitize(v) for v in obj]
-    return obj
-
-
 def gate_record(gate: dict | None) -> dict | None:
     """``reward_model_gate`` of results.json: the four greedy pass@1 and ``met`` (None without an RM)."""
     if gate is None:
@@ -215,7 +215,7 @@ def results_json(
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in records],
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
-    return json.dumps(_sanitize(results), indent=1)
+    return json.dumps(sanitize(results), indent=1)
 
 
 __all__ = [

@@ -8,19 +8,18 @@ completions per prompt, steps per rollout batch, sampling temperature): a profil
 from __future__ import annotations
 
 import os
-import re
 
 from ...objectives.registry import ADVANTAGE_SPECS
-from ..evaluate import SPLITS
 from ..methods import GROUP_SIZE, METHODS, MIN_GROUP
+from ..runtime import SPLITS
 from ..settings import DemoSettings, RewardModelSettings
 from .stats import COLLAPSE_DROP, COLLAPSE_TAIL, MIN_SEEDS_FOR_A_DIFFERENCE, paired_difference
+from .text import fmt as _fmt
+from .text import pct as _pct
+from .text import settings_markdown as _settings_markdown
+from .text import tidy_markdown as _tidy_markdown
 
 LCO_PREFIX = "lco_"
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
 
 
 def _cell(stats: dict) -> str:
@@ -170,30 +169,6 @@ def stability_findings(stab: dict, records: list[dict]) -> list[str]:
     return lines
 
 
-def _tidy_markdown(text: str) -> str:
-    """Blank lines around headings and before tables, as every Markdown renderer wants them."""
-    out: list[str] = []
-    for line in text.split("\n"):
-        is_heading, is_table = line.startswith("#"), line.startswith("|")
-        prev = out[-1] if out else ""
-        if (
-            out
-            and prev.strip()
-            and (is_heading or (is_table and not prev.startswith("|")) or prev.startswith("#"))
-        ):
-            out.append("")
-        out.append(line)
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out))
-
-
-def _fmt(x, digits=3) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
 def stability_markdown(stab: dict) -> str:
     lines = [
         "| Method | Collapses | Diverged | Grad-norm median | Grad-norm p99 | p99 / median | Grad-norm max |",
@@ -224,22 +199,6 @@ def sweep_markdown(sweep: dict, ladder: tuple[float, ...]) -> str:
         lines.append(
             f"| {entry['label']} | " + " | ".join(cells) + f" | {'none' if first is None else f'{first:g}'} |"
         )
-    return "\n".join(lines) + "\n"
-
-
-def _settings_markdown(settings: DemoSettings) -> str:
-    lines = []
-    for group, values in settings.as_dict().items():
-        if isinstance(values, dict):
-            flat = []
-            for k, v in values.items():
-                if isinstance(v, dict):
-                    flat += [f"{k}.{kk}={vv}" for kk, vv in v.items()]
-                else:
-                    flat.append(f"{k}={v}")
-            lines.append(f"- **{group}**: " + ", ".join(flat))
-        else:
-            lines.append(f"- **{group}**: {values}")
     return "\n".join(lines) + "\n"
 
 

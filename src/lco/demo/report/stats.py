@@ -119,14 +119,70 @@ def mean_std(values: list[float]) -> dict:
     }
 
 
+BOOTSTRAP_DRAWS = 2000
+BOOTSTRAP_LEVEL = 0.95
+
+
+def paired_bootstrap(
+    a, b, draws: int = BOOTSTRAP_DRAWS, level: float = BOOTSTRAP_LEVEL, seed: int = 0
+) -> dict | None:
+    """Mean of ``a − b`` and its percentile bootstrap interval, paired by seed and problem.
+
+    ``a`` and ``b`` are [seeds × problems] score matrices (nested lists or arrays; row i of both is
+    the same seed, column j the same problem). Each draw resamples the seeds and, independently, the
+    problems, with replacement, and keeps the pairing: the interval covers both the seed-to-seed
+    spread of training and the problem-to-problem spread of the evaluation. ``b`` may be None (the
+    interval of ``a``'s mean). None when there is nothing to compare.
+    """
+    import numpy as np
+
+    a = np.asarray(a, dtype=float)
+    if a.size == 0:
+        return None
+    d = a if b is None else a - np.asarray(b, dtype=float)
+    if d.ndim != 2:
+        raise ValueError(f"paired_bootstrap takes [seeds × problems] matrices, got shape {d.shape}")
+    seeds, problems = d.shape
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, seeds, size=(draws, seeds))
+    cols = rng.integers(0, problems, size=(draws, problems))
+    # mean over the resampled seeds of each seed's mean over the resampled problems
+    per_seed = np.stack([d[:, c].mean(axis=1) for c in cols])  # [draws × seeds]
+    means = np.take_along_axis(per_seed, rows, axis=1).mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {
+        "mean": float(d.mean()),
+        "low": float(low),
+        "high": float(high),
+        "level": level,
+        "seeds": seeds,
+        "problems": problems,
+    }
+
+
+def excludes_zero(interval: dict | None) -> int:
+    """+1 when the interval lies above zero, −1 below, 0 when it holds zero (or is missing)."""
+    if interval is None:
+        return 0
+    if interval["low"] > 0:
+        return 1
+    if interval["high"] < 0:
+        return -1
+    return 0
+
+
 __all__ = [
+    "BOOTSTRAP_DRAWS",
     "COLLAPSE_DROP",
     "COLLAPSE_TAIL",
     "MIN_SEEDS_FOR_A_DIFFERENCE",
     "collapsed",
+    "excludes_zero",
     "finite",
     "mean_std",
     "norm_stats",
+    "paired_bootstrap",
     "paired_difference",
     "t975",
 ]

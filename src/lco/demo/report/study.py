@@ -1,624 +1,703 @@
-"""The stability study's report (``lco demo --study stability``, issue 12): tables per part, the
-automatic choice of the LCO configuration, the stability map, Fig. 7's question and plain sentences.
+"""The stability study's report (``lco demo --study stability``, issues 12 and 23).
 
-Pure functions of the run records (:func:`.collect.collect_run`) except :func:`write_study_report`,
-which reads the stages and writes ``report.md``, ``results.json`` and ``figures/``. Every sentence is
-generated from the numbers, so that it says the opposite when the numbers say the opposite.
+The study's *raw results* are one compact record per run (:func:`compact_run`: its curve, its final
+pass@1 and, per problem, how many of the k samples were correct) — what ``results.json`` holds and
+docs/study/results.json commits. Every table, interval and sentence is a pure function of those
+records (:func:`analyse`), so the report can be regenerated from the JSON alone
+(:func:`report_from_results`).
 
 The rules, stated once:
 
-- a run *collapses* by :func:`.stats.collapsed` (the demo's rule: pass@1 curve down to half its best
-  and staying there, or divergence);
-- the *choice* of a configuration (the LCO row of parts 2–3, a method's best rung, the defaults):
-  fewest collapses over its runs (as a fraction, so that rows with a missing run compare fairly),
-  then the highest mean sampled test pass@1, then the order the rows were given in.
+- **Choice** (:func:`choose`, on the *selection* runs: validation split, selection seeds): within a
+  family, fewest runs ending below π_0 (the warm-up at the same seed), then the highest mean sampled
+  pass@1, then the order the settings give.
+- **Report** (the *confirmation* runs: test split, disjoint seeds): sampled pass@1 (k completions per
+  problem), the greedy curve's minimum, its final point and its area (the mean pass@1 over the rollouts,
+  trapezoids, with π_0's greedy pass@1 as the point at 0 rollouts), all against π_0 evaluated at the
+  same seeds. A run *ends below π_0* when its final sampled pass@1 is below π_0's at its seed, and
+  *collapses* when it is at most half of it (or when training diverged).
+- **Intervals**: every difference the report states is a mean over seeds × problems with a 95 %
+  paired bootstrap interval (:func:`.stats.paired_bootstrap`); a sentence says "better" or "more
+  stable" only when that interval excludes zero, and "not distinguishable" otherwise.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from ..methods import ABLATION_OPTIONS, ABLATION_SIGNALS, METHODS, ablation_name
+from ..plan import selection_families
 from ..settings import DemoSettings, StudySettings
-from .collect import _sanitize, collect_run, gate_record, reward_model_info
-from .markdown import _fmt, _pct, _settings_markdown, _tidy_markdown, gate_markdown, label_failed_rm_rows
-from .stats import COLLAPSE_DROP, COLLAPSE_TAIL, mean_std, norm_stats
+from .collect import collect_run, gate_record, reward_model_info
+from .markdown import gate_markdown
+from .stats import excludes_zero, mean_std, paired_bootstrap
+from .text import fmt, pct, sanitize, settings_markdown, tidy_markdown
 
-# a change in gradient-norm spikiness (p99 / median) smaller than this factor is not called a change
-SPIKE_FACTOR = 1.5
-
-
-# ----------------------------------------------------------------------------------------- tables
+COLLAPSE_FRACTION = 0.5  # a final pass@1 at most half of π_0's is a collapse
+THRESHOLD_POINTS = 0.05  # Fig. 7: rollouts until the mean greedy curve is 5 points above π_0
 
 
-def summarize(runs: list[dict]) -> dict:
-    """One row of a part's table from its runs (seeds, and rungs when several learning rates)."""
-    norms = [e["grad_norm"] for r in runs for e in r.get("_history", ()) if "grad_norm" in e and "step" in e]
+# ----------------------------------------------------------------------------------------- raw results
+
+
+def _encode(counts: list[int], samples: int):
+    return "".join(str(c) for c in counts) if samples <= 9 else list(counts)
+
+
+def _decode(value, samples: int) -> list[float]:
+    counts = [int(c) for c in value] if isinstance(value, str) else list(value)
+    return [c / samples for c in counts]
+
+
+def compact_run(record: dict) -> dict:
+    """A run's raw result, from its :func:`.collect.collect_run` record (a study run: one split)."""
+    (split, metrics), *_ = record["splits"].items()
+    samples = metrics.get("samples", 1)
+    grad = record.get("grad_norm") or {}
     return {
-        "label": runs[0]["label"],
-        "trained": bool(runs[0].get("trained", True)),
-        "runs": len(runs),
-        "collapses": sum(bool(r["collapsed"]) for r in runs),
-        "diverged": sum(r.get("status") == "diverged" for r in runs),
-        "test_pass@1": mean_std([r["splits"]["test"]["pass@1"] for r in runs]),
-        "test_greedy_pass@1": mean_std([r["splits"]["test"]["greedy_pass@1"] for r in runs]),
-        "hard_pass@1": mean_std([r["splits"]["hard"]["pass@1"] for r in runs]),
-        "grad_norm": norm_stats(norms),
+        "method": record["method"],
+        "label": record["label"],
+        "phase": record["purpose"],
+        "split": split,
+        "seed": record["seed"],
+        "learning_rate": record["learning_rate"],
+        "trained": record["trained"],
+        "status": record["status"],
+        "rollouts": record["rollouts"],
+        "samples": samples,
+        "pass@1": metrics["pass@1"],
+        "greedy_pass@1": metrics["greedy_pass@1"],
+        "sampled": _encode(metrics["sampled_correct"], samples),
+        "greedy": _encode(metrics["greedy_correct"], 1),
+        "curve": [[p["rollouts"], p["correct"]] for p in record.get("curve", ())],
+        "grad_norm_p99_over_median": grad.get("p99_over_median"),
+        "train_seconds": record.get("train_seconds", 0.0),
+        "eval_seconds": record.get("eval_seconds", 0.0),
     }
 
 
-def runs_of(records: list[dict], triples) -> dict[str, list[dict]]:
-    """method → its records among the (method, seed, learning rate) triples, in the triples' order."""
-    wanted = {triple: i for i, triple in enumerate(triples)}
-    found = sorted(
-        (wanted[(r["method"], r["seed"], r["learning_rate"])], r)
-        for r in records
-        if (r["method"], r["seed"], r["learning_rate"]) in wanted
-    )
-    out: dict[str, list[dict]] = {}
-    for _, r in found:
-        out.setdefault(r["method"], []).append(r)
+def scores(run: dict) -> list[float]:
+    """Per problem: the fraction of the run's k samples that are correct."""
+    return _decode(run["sampled"], run["samples"])
+
+
+def curve(run: dict, start: dict | None) -> list[tuple[int, list[float]]]:
+    """The run's greedy curve as (rollouts, per-problem verdicts), with π_0's greedy verdicts (``start``,
+    its evaluation on the same split) at 0 rollouts; a static policy is flat at its own greedy."""
+    if not run["trained"]:
+        return [(0, _decode(run["greedy"], 1))]
+    points = [(r, _decode(c, 1)) for r, c in run["curve"]]
+    if start is not None and (not points or points[0][0] > 0):
+        points = [(0, _decode(start["greedy"], 1)), *points]
+    return points
+
+
+def area(points: list[tuple[int, list[float]]], budget: int) -> list[float]:
+    """Per problem: the mean of the curve over [0, budget] rollouts (trapezoids; flat past its last point)."""
+    if len(points) == 1 or budget <= 0:
+        return list(points[0][1])
+    problems = len(points[0][1])
+    total = [0.0] * problems
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        for j in range(problems):
+            total[j] += (x1 - x0) * (y0[j] + y1[j]) / 2
+    last_x, last_y = points[-1]
+    for j in range(problems):
+        total[j] += max(0, budget - last_x) * last_y[j]
+    return [t / budget for t in total]
+
+
+def rollouts_to_reach(points: list[tuple[int, float]], target: float) -> int | None:
+    """The first rollout count at which a (mean) curve reaches ``target`` (None: never)."""
+    return next((x for x, y in points if y >= target), None)
+
+
+# ----------------------------------------------------------------------------------------- choice
+
+
+def _index(runs: list[dict], phase: str) -> dict:
+    out: dict = {}
+    for r in runs:
+        if r["phase"] == phase:
+            out.setdefault((r["method"], r["learning_rate"]), {})[r["seed"]] = r
     return out
 
 
-def part_table(records: list[dict], triples) -> dict[str, dict]:
-    """method → :func:`summarize` of its runs in a part."""
-    return {method: summarize(runs) for method, runs in runs_of(records, triples).items()}
-
-
-def _choice_key(row: dict, order: int) -> tuple:
-    fraction = row["collapses"] / row["runs"]
-    mean = row["test_pass@1"]["mean"]
-    return (fraction, -(mean if mean is not None else -math.inf), order)
-
-
-def rank_methods(records: list[dict], names) -> list[dict]:
-    """The rows ``names`` (those with runs among ``records``), best first by the choice rule."""
-    names = list(names)
-    grouped: dict[str, list[dict]] = {}
-    for r in records:
-        if r["method"] in names:
-            grouped.setdefault(r["method"], []).append(r)
-    rows = [{"method": name, **summarize(grouped[name])} for name in names if name in grouped]
-    return sorted(rows, key=lambda row: _choice_key(row, names.index(row["method"])))
-
-
-def choose_lco(records: list[dict], settings: DemoSettings) -> dict:
-    """The LCO row of parts 2–3: the best part-1 row on the matched signal by the choice rule."""
-    from ..recipe import study_parts
-
-    study = settings.study
-    ablation = set(study_parts(settings, None)["ablation"])
-    candidates = [
-        ablation_name(objective, study.choice_signal, option)
-        for objective in study.ablation_objectives
-        for option in study.ablation_options
-    ]
-    part1 = [r for r in records if (r["method"], r["seed"], r["learning_rate"]) in ablation]
-    ranking = rank_methods(part1, candidates)
-    if not ranking:
-        raise ValueError(f"no part-1 run of the {study.choice_signal!r} signal to choose the LCO row from")
-    return {
-        "method": ranking[0]["method"],
-        "label": ranking[0]["label"],
-        "signal": study.choice_signal,
-        "ranking": [
-            {k: row[k] for k in ("method", "label", "runs", "collapses", "test_pass@1")} for row in ranking
-        ],
-    }
-
-
-def option_ranking(records: list[dict], study: StudySettings, triples) -> list[dict]:
-    """Each stability option pooled over the ablation's signals (and objectives), best first by the
-    choice rule: the evidence for ``LCOConfig``'s defaults, which serve both kinds of advantage."""
-    wanted = set(triples)
-    part1 = [r for r in records if (r["method"], r["seed"], r["learning_rate"]) in wanted]
-    rows = []
-    for order, option in enumerate(study.ablation_options):
-        names = {
-            ablation_name(objective, signal, option)
-            for objective in study.ablation_objectives
-            for signal in study.ablation_signals
-        }
-        runs = [r for r in part1 if r["method"] in names]
-        if runs:
-            row = {"option": option, **summarize(runs), "label": ABLATION_OPTIONS[option][0]}
-            row["by_signal"] = {}
-            for signal in study.ablation_signals:
-                of_signal = {
-                    ablation_name(objective, signal, option) for objective in study.ablation_objectives
-                }
-                sub = [r for r in runs if r["method"] in of_signal]
-                if sub:
-                    summary = summarize(sub)
-                    row["by_signal"][signal] = {k: summary[k] for k in ("runs", "collapses", "test_pass@1")}
-            rows.append((_choice_key(row, order), row))
-    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
-
-
-def stability_map(records: list[dict], methods, ladder) -> dict[str, dict]:
-    """method → learning rate → runs, collapses, fraction of seeds collapsed, mean test pass@1."""
-    out: dict[str, dict] = {}
-    for method in methods:
-        cells = {}
-        for lr in ladder:
-            runs = [r for r in records if r["method"] == method and r["learning_rate"] == lr]
-            if not runs:
+def choose(runs: list[dict], study: StudySettings | DemoSettings) -> dict:
+    """The choice of each family's configuration on the selection runs (validation split), by the
+    rule of the module docstring, and what the confirmation must add for it."""
+    settings = study if isinstance(study, DemoSettings) else None
+    study = settings.study if settings is not None else study
+    families = selection_families(settings) if settings is not None else _families_of(study)
+    by = _index(runs, "selection")
+    warmup = by.get(("warmup", None), {})
+    out: dict = {"families": {}, "confirm": []}
+    for family, pairs in families.items():
+        rows = []
+        for order, (name, lr) in enumerate(pairs):
+            seeded = by.get((name, lr), {})
+            if not seeded:
                 continue
-            collapses = sum(bool(r["collapsed"]) for r in runs)
-            cells[f"{lr:g}"] = {
-                "learning_rate": lr,
-                "runs": len(runs),
-                "collapses": collapses,
-                "collapsed_fraction": collapses / len(runs),
-                "test_pass@1": mean_std([r["splits"]["test"]["pass@1"] for r in runs]),
-            }
-        if cells:
-            label = next(r["label"] for r in records if r["method"] == method)
-            out[method] = {"label": label, "cells": cells}
-    return out
-
-
-def best_rung(entry: dict) -> float:
-    """A method's own best learning rate on the ladder, by the choice rule."""
-    cells = list(entry["cells"].values())
-    rows = [{"runs": c["runs"], "collapses": c["collapses"], "test_pass@1": c["test_pass@1"]} for c in cells]
-    best = min(range(len(cells)), key=lambda i: _choice_key(rows[i], i))
-    return cells[best]["learning_rate"]
-
-
-def ladder_totals(smap: dict) -> dict[str, dict]:
-    """method → collapses and runs summed over the ladder × seeds."""
-    return {
-        m: {
-            "label": e["label"],
-            "collapses": sum(c["collapses"] for c in e["cells"].values()),
-            "runs": sum(c["runs"] for c in e["cells"].values()),
-        }
-        for m, e in smap.items()
-    }
-
-
-def mean_curve(runs: list[dict]) -> tuple[list[int], list[float]]:
-    """Mean greedy pass@1 curve over runs at the rollout counts they all have."""
-    curves = [{p["rollouts"]: p["pass@1"] for p in r["curve"]} for r in runs if r["curve"]]
-    if not curves:
-        return [], []
-    xs = sorted(set.intersection(*(set(c) for c in curves)))
-    return xs, [sum(c[x] for c in curves) / len(curves) for x in xs]
-
-
-def rollouts_to_reach(xs: list[int], ys: list[float], target: float) -> int | None:
-    """The first rollout count at which the curve reaches ``target`` (None: never within the budget)."""
-    return next((x for x, y in zip(xs, ys, strict=True) if y >= target), None)
-
-
-def fig7(records: list[dict], lco: str, reference: str, lco_lr: float, reference_lr: float) -> dict | None:
-    """Fig. 7's question: rollouts LCO needs to reach the reference method's final pass@1 (curves'
-    greedy pass@1, mean over seeds)."""
-    ref_xs, ref_ys = mean_curve(
-        [r for r in records if r["method"] == reference and r["learning_rate"] == reference_lr]
-    )
-    xs, ys = mean_curve([r for r in records if r["method"] == lco and r["learning_rate"] == lco_lr])
-    if not ref_xs or not xs:
-        return None
-    return {
-        "lco_learning_rate": lco_lr,
-        "reference_learning_rate": reference_lr,
-        "reference_final": ref_ys[-1],
-        "reference_rollouts": ref_xs[-1],
-        "lco_final": ys[-1],
-        "rollouts_needed": rollouts_to_reach(xs, ys, ref_ys[-1]),
-        "budget": xs[-1],
-    }
-
-
-# ----------------------------------------------------------------------------------------- sentences
-
-
-def _spikes(row: dict) -> float | None:
-    return (row.get("grad_norm") or {}).get("p99_over_median")
-
-
-def ablation_findings(table: dict[str, dict], study: StudySettings) -> list[str]:
-    """Per objective × signal, one sentence per option: what it does to the paper's failure modes —
-    collapse (and divergence) and gradient spikes — against the paper's form, and the pass@1 it ends at."""
-    lines = []
-    for objective in study.ablation_objectives:
-        for signal in study.ablation_signals:
-            paper = table.get(ablation_name(objective, signal, "paper"))
-            if paper is None:
-                continue
-            where = f"On the {ABLATION_SIGNALS[signal][0]} signal ({paper['label'].split(' [')[0]})"
-            pc, pn = paper["collapses"], paper["runs"]
-            lines.append(
-                f"{where}, the paper's form collapsed in {pc} of {pn} runs "
-                f"(test pass@1 {_pct(paper['test_pass@1']['mean'])} %, gradient p99/median {_fmt(_spikes(paper))})."
+            below = sum(
+                1 for seed, r in seeded.items() if seed in warmup and r["pass@1"] < warmup[seed]["pass@1"]
             )
-            for option in study.ablation_options:
-                row = table.get(ablation_name(objective, signal, option))
-                if option == "paper" or row is None:
-                    continue
-                oc, on = row["collapses"], row["runs"]
-                name = ABLATION_OPTIONS[option][0]
-                ratio_p, ratio_o = pc / pn, oc / on
-                if ratio_p > 0 and ratio_o == 0:
-                    verdict = f"cures the collapse ({pc}/{pn} → {oc}/{on})"
-                elif ratio_o < ratio_p:
-                    verdict = f"reduces the collapses ({pc}/{pn} → {oc}/{on}) but does not cure them"
-                elif ratio_o > ratio_p:
-                    verdict = f"makes collapse more frequent ({pc}/{pn} → {oc}/{on})"
-                elif ratio_p > 0:
-                    verdict = f"does not cure the collapse ({pc}/{pn} → {oc}/{on})"
-                else:
-                    verdict = f"keeps it free of collapse ({oc}/{on})"
-                sp, so = _spikes(paper), _spikes(row)
-                if sp is not None and so is not None and so * SPIKE_FACTOR <= sp:
-                    verdict += f" and damps the gradient spikes (p99/median {_fmt(sp)} → {_fmt(so)})"
-                elif sp is not None and so is not None and so >= SPIKE_FACTOR * sp:
-                    verdict += f" and makes the gradient spikier (p99/median {_fmt(sp)} → {_fmt(so)})"
-                pm, om = paper["test_pass@1"]["mean"], row["test_pass@1"]["mean"]
-                lines.append(f"{where}, {name} {verdict}; test pass@1 {_pct(pm)} → {_pct(om)} %.")
-    return lines
-
-
-def matched_findings(table: dict[str, dict]) -> list[str]:
-    """At matched signal and the common learning rate: the best row, and who ends above the warm-up."""
-    trained = {m: row for m, row in table.items() if m != "warmup" and row["test_pass@1"]["mean"] is not None}
-    if not trained:
-        return []
-    top = max(trained, key=lambda m: trained[m]["test_pass@1"]["mean"])
-    lines = [
-        f"At matched signal and the common learning rate the best test pass@1 is {trained[top]['label']}'s "
-        f"({_ms(trained[top]['test_pass@1'])} %)."
-    ]
-    if "warmup" in table and table["warmup"]["test_pass@1"]["mean"] is not None:
-        start = table["warmup"]["test_pass@1"]["mean"]
-        above = [row["label"] for row in trained.values() if row["test_pass@1"]["mean"] > start]
-        below = [row["label"] for row in trained.values() if row["test_pass@1"]["mean"] <= start]
-        lines.append(
-            f"Above the warm-up ({_pct(start)} %): {', '.join(above) or 'none'}; not above it: {', '.join(below) or 'none'}."
-        )
-    return lines
-
-
-def comparison_findings(totals: dict[str, dict], lco: str) -> list[str]:
-    """Whether the LCO row is more stable than each baseline over the ladder × seeds, and overall —
-    whichever way it falls."""
-    if lco not in totals:
-        return []
-    mine = totals[lco]
-    share = mine["collapses"] / mine["runs"]
-    more, less, same = [], [], []
-    for method, entry in totals.items():
-        if method == lco:
+            row = {
+                "method": name,
+                "label": next(iter(seeded.values()))["label"],
+                "learning_rate": lr,
+                "runs": len(seeded),
+                "below_warmup": below,
+                "pass@1": mean_std([r["pass@1"] for r in seeded.values()]),
+            }
+            rows.append(((below / len(seeded), -row["pass@1"]["mean"], order), row))
+        if not rows:
             continue
-        other = entry["collapses"] / entry["runs"]
-        text = f"{entry['label']} ({entry['collapses']}/{entry['runs']})"
-        (more if share < other else less if share > other else same).append(text)
-    head = f"Over the learning-rate ladder × seeds, {mine['label']} collapsed in {mine['collapses']} of {mine['runs']} runs"
+        ranking = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+        out["families"][family] = {"chosen": ranking[0], "ranking": ranking}
+    confirmed = set(study.confirmed)
+    for family, entry in out["families"].items():
+        best = entry["chosen"]
+        if family == "grpo_kl":
+            # GRPO + KL is a confirmed row: at its chosen weight, at every learning rate
+            out["confirm"].append((best["method"], list(study.learning_rates)))
+        elif family.startswith("lco_kld/") and best["method"] not in confirmed:
+            out["confirm"].append((best["method"], [best["learning_rate"]]))
+    warm = mean_std([r["pass@1"] for r in warmup.values()])
+    out["warmup_pass@1"] = warm
+    return out
+
+
+def _families_of(study: StudySettings) -> dict:
+    return selection_families(DemoSettings(profile="study", study=study))
+
+
+# ----------------------------------------------------------------------------------------- analysis
+
+
+def _matrix(seeded: dict[int, dict], seeds, get) -> list[list[float]]:
+    return [get(seeded[s]) for s in seeds]
+
+
+class _Confirmation:
+    """The confirmation runs indexed by (method, learning rate) → seed, with π_0 at the same seeds."""
+
+    def __init__(self, runs: list[dict], budget: int):
+        self.by = _index(runs, "confirmation")
+        self.warmup = self.by.get(("warmup", None), {})
+        self.budget = budget
+
+    def start(self, seed: int) -> dict | None:
+        return self.warmup.get(seed) or next(iter(self.warmup.values()), None)
+
+    def seeds(self, *keys) -> list[int]:
+        sets = [set(self.by.get(k, {})) for k in keys]
+        return sorted(set.intersection(*sets)) if sets else []
+
+    def scores(self, key, seeds) -> list[list[float]]:
+        return _matrix(self.by[key], seeds, scores)
+
+    def areas(self, key, seeds) -> list[list[float]]:
+        return [area(curve(self.by[key][s], self.start(s)), self.budget) for s in seeds]
+
+
+def row_summary(conf: _Confirmation, key) -> dict:
+    """One confirmation row: pass@1 over seeds, against π_0 at the same seeds, and the curve's measures."""
+    seeded = conf.by[key]
+    seeds = sorted(seeded)
+    runs = [seeded[s] for s in seeds]
+    warm = conf.warmup
+    row = {
+        "method": key[0],
+        "learning_rate": key[1],
+        "label": runs[0]["label"],
+        "trained": runs[0]["trained"],
+        "seeds": seeds,
+        "pass@1": mean_std([r["pass@1"] for r in runs]),
+        "greedy_pass@1": mean_std([r["greedy_pass@1"] for r in runs]),
+    }
+    paired = [s for s in seeds if s in warm]
+    if key[0] != "warmup" and paired:
+        row["vs_warmup"] = paired_bootstrap(conf.scores(key, paired), conf.scores(("warmup", None), paired))
+    if runs[0]["trained"]:
+        curves = [curve(seeded[s], conf.start(s)) for s in seeds]
+        means = [[(x, sum(y) / len(y)) for x, y in c] for c in curves]
+        row["curve_min"] = mean_std([min(y for _, y in m) for m in means])
+        row["curve_final"] = mean_std([m[-1][1] for m in means])
+        row["auc"] = mean_std([sum(a) / len(a) for a in conf.areas(key, seeds)])
+        if paired:
+            warm_flat = [area(curve(warm[s], None), conf.budget) for s in paired]
+            row["auc_vs_warmup"] = paired_bootstrap(conf.areas(key, paired), warm_flat)
+        below = [s for s in paired if seeded[s]["pass@1"] < warm[s]["pass@1"]]
+        collapsed = [
+            s
+            for s in seeds
+            if seeded[s]["status"] == "diverged"
+            or (s in warm and seeded[s]["pass@1"] <= COLLAPSE_FRACTION * warm[s]["pass@1"])
+        ]
+        row["ends_below_warmup"] = len(below)
+        row["collapses"] = len(collapsed)
+        start = conf.start(seeds[0])
+        row["rollouts_to_threshold"] = None
+        if start is not None:
+            start_greedy = _decode(start["greedy"], 1)
+            threshold = sum(start_greedy) / len(start_greedy) + THRESHOLD_POINTS
+            row["rollouts_to_threshold"] = rollouts_to_reach(_mean_points(means), threshold)
+        row["spikiness"] = mean_std([r["grad_norm_p99_over_median"] for r in runs])
+    return row
+
+
+def _mean_points(means: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    xs = sorted(set.intersection(*(set(x for x, _ in m) for m in means))) if means else []
+    return [(x, sum(dict(m)[x] for m in means) / len(means)) for x in xs]
+
+
+def comparisons(study: StudySettings, chosen: dict | None) -> list[tuple[str, str]]:
+    """The pairs (a, b) of confirmed rows whose differences the report states, at every learning rate."""
+    outcome_default, outcome_paper = "lco_kld_outcome_beta_negative", "lco_kld_outcome_paper"
+    dense_default, dense_paper = "lco_kld_dense_anchor_never", "lco_kld_dense_paper"
+    grpo_kl = None
+    if chosen and "grpo_kl" in chosen["families"]:
+        grpo_kl = chosen["families"]["grpo_kl"]["chosen"]["method"]
+    pairs = [
+        (outcome_default, outcome_paper),
+        (dense_default, dense_paper),
+        (outcome_default, "grpo_beta0"),
+        (outcome_default, "reinforce"),
+        (dense_default, "grpo_beta0"),
+        (outcome_paper, "grpo_beta0"),
+    ]
+    if grpo_kl:
+        pairs += [(outcome_default, grpo_kl), (dense_default, grpo_kl), (grpo_kl, "grpo_beta0")]
+    for family in ("lco_kld/outcome", "lco_kld/dense"):
+        if chosen and family in chosen["families"]:
+            best = chosen["families"][family]["chosen"]["method"]
+            default = outcome_default if family.endswith("outcome") else dense_default
+            if best != default:
+                pairs.append((best, default))
+    return pairs
+
+
+def _difference(conf: _Confirmation, ka: tuple, kb: tuple) -> dict | None:
+    """a − b for the confirmation rows ``ka`` and ``kb`` ((method, learning rate)), paired by seed and
+    problem: sampled pass@1 and the curve's area (None for a static row)."""
+    if ka not in conf.by or kb not in conf.by:
+        return None
+    seeds = conf.seeds(ka, kb)
+    if not seeds:
+        return None
+    trained = next(iter(conf.by[ka].values()))["trained"] and next(iter(conf.by[kb].values()))["trained"]
+    return {
+        "a": ka[0],
+        "b": kb[0],
+        "a_label": next(iter(conf.by[ka].values()))["label"],
+        "b_label": next(iter(conf.by[kb].values()))["label"],
+        "learning_rate": ka[1] if ka[1] == kb[1] else None,
+        "a_learning_rate": ka[1],
+        "b_learning_rate": kb[1],
+        "seeds": seeds,
+        "pass@1": paired_bootstrap(conf.scores(ka, seeds), conf.scores(kb, seeds)),
+        "auc": paired_bootstrap(conf.areas(ka, seeds), conf.areas(kb, seeds)) if trained else None,
+    }
+
+
+CHOSEN_LCO = ("lco_kld/outcome", "lco_kld/dense")
+CHOSEN_BASELINES = ("grpo", "grpo_kl", "reinforce")
+
+
+def stated_differences(conf: _Confirmation, study: StudySettings, chosen: dict | None) -> list[dict]:
+    """Every stated difference, a − b, paired by seed and problem: the fixed pairs at each learning rate
+    (:func:`comparisons`), LCO's chosen configurations against each baseline's chosen one (each at its own
+    chosen rate: the equal-footing comparison), and π* against π_0."""
+    out, seen = [], set()
+    collapse_rate = max(study.learning_rates)
+    for a, b in comparisons(study, chosen):
+        for lr in study.learning_rates:
+            diff = _difference(conf, (a, lr), (b, lr))
+            if diff is not None and ((a, lr), (b, lr)) not in seen:
+                seen.add(((a, lr), (b, lr)))
+                out.append({**diff, "kind": "same rate", "collapse_regime": lr == collapse_rate})
+    families = (chosen or {}).get("families", {})
+    for lco in CHOSEN_LCO:
+        for base in CHOSEN_BASELINES:
+            if lco in families and base in families:
+                x, y = families[lco]["chosen"], families[base]["chosen"]
+                ka, kb = (x["method"], x["learning_rate"]), (y["method"], y["learning_rate"])
+                diff = _difference(conf, ka, kb)
+                if diff is not None and (ka, kb) not in seen:
+                    seen.add((ka, kb))
+                    out.append({**diff, "kind": "each at its chosen configuration", "collapse_regime": False})
+    diff = _difference(conf, ("pistar", None), ("warmup", None))
+    if diff is not None:
+        out.append({**diff, "kind": "static"})
+    return out
+
+
+def difference_sentence(diff: dict) -> list[str]:
+    """The words for one stated difference: "better" / "more stable" only when the interval excludes 0."""
     lines = []
-    gaps = [abs(e["collapses"] - mine["collapses"]) for m, e in totals.items() if m != lco]
-    # a difference of one run in a ladder × seeds grid is what one seed flipping at one rung makes
-    marginal = f" — by {max(gaps)} run at most: a marginal difference" if gaps and max(gaps) <= 1 else ""
-    if not less and not same and more:
-        lines.append(f"{head}: LCO is more stable than every baseline here{marginal} — {', '.join(more)}.")
-    elif less:
-        lines.append(
-            f"{head}: LCO is NOT more stable than the baselines here — "
-            f"{', '.join(less)} collapsed less often"
-            + (f"; {', '.join(same)} as often" if same else "")
-            + (f"; {', '.join(more)} more often" if more else "")
-            + (f"{marginal}." if marginal else ".")
-        )
+    if diff["learning_rate"] is not None:
+        where = f" at lr {diff['learning_rate']:g}"
+    elif diff.get("a_learning_rate") is not None and diff.get("b_learning_rate") is not None:
+        where = f" (each at its chosen lr: {diff['a_learning_rate']:g} vs {diff['b_learning_rate']:g})"
     else:
+        where = ""
+    a, b = diff["a_label"], diff["b_label"]
+    p = diff["pass@1"]
+    if p is not None:
+        sign = excludes_zero(p)
+        text = f"{_signed(p)} points of sampled test pass@1 {_interval(p)}"
+        if sign > 0:
+            lines.append(f"{a} is better than {b}{where}: {text}.")
+        elif sign < 0:
+            lines.append(f"{a} is worse than {b}{where}: {text}.")
+        else:
+            lines.append(
+                f"{a} and {b} are not distinguishable{where} in pass@1: {text}; the interval holds 0."
+            )
+    auc = diff.get("auc")
+    if auc is not None:
+        sign = excludes_zero(auc)
+        text = f"{_signed(auc)} points of area under the greedy curve {_interval(auc)}"
+        if diff.get("collapse_regime"):
+            # at the collapse-regime rate the area says who holds up: stability words
+            if sign > 0:
+                lines.append(f"{a} is more stable than {b}{where} (higher over the whole run): {text}.")
+            elif sign < 0:
+                lines.append(f"{a} is less stable than {b}{where} (lower over the whole run): {text}.")
+            else:
+                lines.append(f"{a} is not more stable than {b}{where}: {text}; the interval holds 0.")
+        elif sign != 0:
+            ahead = "ahead of" if sign > 0 else "behind"
+            lines.append(f"{a} is {ahead} {b} over the whole run{where}: {text}.")
+        else:
+            lines.append(f"{a} and {b} are level over the whole run{where}: {text}; the interval holds 0.")
+    return lines
+
+
+def learning_checks(runs: list[dict], chosen: dict) -> list[dict]:
+    """For each selection family's chosen configuration: its validation pass@1 against π_0's at the same
+    seeds (paired by seed and problem) — whether it learns at all, the question for LCO-LCH / LCO-MSE,
+    which are chosen but not confirmed."""
+    by = _index(runs, "selection")
+    warm = by.get(("warmup", None), {})
+    out = []
+    for family, entry in chosen.get("families", {}).items():
+        best = entry["chosen"]
+        seeded = by.get((best["method"], best["learning_rate"]), {})
+        seeds = sorted(set(seeded) & set(warm))
+        if not seeds:
+            continue
+        out.append(
+            {
+                "family": family,
+                "method": best["method"],
+                "label": best["label"],
+                "learning_rate": best["learning_rate"],
+                "seeds": seeds,
+                "vs_warmup": paired_bootstrap(
+                    [scores(seeded[s]) for s in seeds], [scores(warm[s]) for s in seeds]
+                ),
+            }
+        )
+    return out
+
+
+def learning_sentence(check: dict) -> str:
+    ci = check["vs_warmup"]
+    text = (
+        f"{_signed(ci)} points of validation pass@1 over π_0 {_interval(ci)}, {len(check['seeds'])} seed(s)"
+    )
+    verdict = {1: "learns", -1: "ends below π_0", 0: "does not measurably learn"}[excludes_zero(ci)]
+    return f"{check['family']}: the chosen configuration, {check['label']} at lr {check['learning_rate']:g}, {verdict} ({text})."
+
+
+def _signed(interval: dict) -> str:
+    return f"{100 * interval['mean']:+.2f}"
+
+
+def _interval(interval: dict) -> str:
+    return f"(95 % CI {100 * interval['low']:+.2f} to {100 * interval['high']:+.2f})"
+
+
+def analyse(payload: dict) -> dict:
+    """Every table, interval and sentence of the study, from its raw results (``payload``: ``study``,
+    ``rl.rollout_budget``, ``chosen``, ``runs``)."""
+    study = study_from_dict(payload["study"])
+    chosen = payload.get("chosen")
+    runs = payload["runs"]
+    if chosen is None:
+        chosen = choose(runs, study)
+    conf = _Confirmation(runs, payload["rollout_budget"])
+    rows = {}
+    for key in conf.by:
+        rows[f"{key[0]}@{'-' if key[1] is None else f'{key[1]:g}'}"] = row_summary(conf, key)
+    diffs = stated_differences(conf, study, chosen)
+    checks = learning_checks(runs, chosen)
+    sentences = [line for diff in diffs for line in difference_sentence(diff)]
+    sentences += collapse_sentences(rows, study)
+    sentences += [learning_sentence(check) for check in checks]
+    return {
+        "chosen": chosen,
+        "confirmation": rows,
+        "differences": diffs,
+        "learning": checks,
+        "findings": sentences,
+    }
+
+
+def collapse_sentences(rows: dict, study: StudySettings) -> list[str]:
+    """Per learning rate: which confirmed rows end below π_0 in every seed, and which collapse."""
+    lines = []
+    for lr in study.learning_rates:
+        at = [r for r in rows.values() if r["learning_rate"] == lr and r.get("trained")]
+        if not at:
+            continue
+        below = [
+            f"{r['label']} ({r['ends_below_warmup']}/{len(r['seeds'])})" for r in at if r["ends_below_warmup"]
+        ]
+        collapsed = [f"{r['label']} ({r['collapses']}/{len(r['seeds'])})" for r in at if r["collapses"]]
         lines.append(
-            f"{head}: LCO is as stable as {', '.join(same)}"
-            + (f" and more stable than {', '.join(more)}" if more else "")
-            + " here, not more stable than every baseline."
+            f"At lr {lr:g}, runs ending below π_0 (at their seed): {', '.join(below) or 'none'}; "
+            f"collapsed (≤ {int(100 * COLLAPSE_FRACTION)} % of π_0's pass@1, or diverged): {', '.join(collapsed) or 'none'}."
         )
     return lines
 
 
-def fig7_sentence(result: dict | None, lco_label: str, reference_label: str, where: str) -> str | None:
-    if result is None:
-        return None
-    target = f"{reference_label}'s final greedy pass@1 ({_pct(result['reference_final'])} % after {result['reference_rollouts']} rollouts)"
-    if result["rollouts_needed"] is None:
-        return (
-            f"{where}: {lco_label} never reaches {target} within the budget of {result['budget']} rollouts "
-            f"(it ends at {_pct(result['lco_final'])} %)."
-        )
-    return f"{where}: {lco_label} reaches {target} after {result['rollouts_needed']} rollouts."
+def study_from_dict(values: dict) -> StudySettings:
+    """The :class:`StudySettings` written into ``results.json`` (lists back to tuples)."""
+    known = {f.name for f in fields(StudySettings)}
+    return StudySettings(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+    )
 
 
 # ----------------------------------------------------------------------------------------- markdown
 
 
-def _ms(stats: dict) -> str:
-    if stats["mean"] is None:
+def _ms(stats: dict | None) -> str:
+    if not stats or stats["mean"] is None:
         return "—"
-    return _pct(stats["mean"]) if stats["std"] is None else f"{_pct(stats['mean'])} ± {_pct(stats['std'])}"
+    return pct(stats["mean"]) if stats["std"] is None else f"{pct(stats['mean'])} ± {pct(stats['std'])}"
 
 
-def part_markdown(table: dict[str, dict]) -> str:
+def _ci(interval: dict | None) -> str:
+    if interval is None:
+        return "—"
+    return f"{_signed(interval)} [{100 * interval['low']:+.2f}, {100 * interval['high']:+.2f}]"
+
+
+def selection_markdown(chosen: dict) -> str:
     lines = [
-        "| Method | Test pass@1 | Test greedy | Hard pass@1 | Collapses / runs | Grad-norm p99 | median | p99 / median |",
+        "| Family | Configuration | lr | Runs | Below π_0 | Validation pass@1 | Chosen |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for family, entry in chosen["families"].items():
+        best = entry["chosen"]
+        for row in entry["ranking"]:
+            mark = "**chosen**" if row is best or row == best else ""
+            lines.append(
+                f"| {family} | {row['label']} | {row['learning_rate']:g} | {row['runs']} | "
+                f"{row['below_warmup']}/{row['runs']} | {_ms(row['pass@1'])} | {mark} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def confirmation_markdown(rows: dict, lr: float | None) -> str:
+    lines = [
+        "| Row | Seeds | Test pass@1 | Δ vs π_0 [95 % CI] | Greedy | Curve min | Curve final | Area | "
+        "Δ area vs π_0 [95 % CI] | Below π_0 | Collapses | Rollouts to π_0 + 5 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows.values():
+        if row["learning_rate"] != lr and row["trained"]:
+            continue
+        if not row["trained"] and lr is not None and row["method"] not in ("warmup", "pistar"):
+            continue
+        n = len(row["seeds"])
+        trained = row["trained"]
+        below = f"{row['ends_below_warmup']}/{n}" if trained else "—"
+        collapses = f"{row['collapses']}/{n}" if trained else "—"
+        lines.append(
+            f"| {row['label']} | {n} | {_ms(row['pass@1'])} | {_ci(row.get('vs_warmup'))} | "
+            f"{_ms(row['greedy_pass@1'])} | {_ms(row.get('curve_min')) if trained else '—'} | "
+            f"{_ms(row.get('curve_final')) if trained else '—'} | {_ms(row.get('auc')) if trained else '—'} | "
+            f"{_ci(row.get('auc_vs_warmup'))} | "
+            f"{below} | {collapses} | "
+            f"{fmt(row.get('rollouts_to_threshold')) if trained else '—'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chosen_markdown(rows: dict, chosen: dict) -> str:
+    """The confirmation row of each family's chosen configuration (families that were confirmed)."""
+    lines = [
+        "| Family | Chosen configuration | lr | Test pass@1 | Δ vs π_0 [95 % CI] | Area | Below π_0 | Collapses |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in table.values():
-        g = row["grad_norm"] or {}
-        collapses = f"{row['collapses']}/{row['runs']}" if row["trained"] else "—"
+    for family, entry in chosen.get("families", {}).items():
+        best = entry["chosen"]
+        row = rows.get(f"{best['method']}@{best['learning_rate']:g}")
+        if row is None:
+            continue
+        n = len(row["seeds"])
         lines.append(
-            f"| {row['label']} | {_ms(row['test_pass@1'])} | {_ms(row['test_greedy_pass@1'])} | "
-            f"{_ms(row['hard_pass@1'])} | {collapses} | {_fmt(g.get('p99'))} | "
-            f"{_fmt(g.get('median'))} | {_fmt(g.get('p99_over_median'))} |"
+            f"| {family} | {row['label']} | {best['learning_rate']:g} | {_ms(row['pass@1'])} | "
+            f"{_ci(row.get('vs_warmup'))} | {_ms(row.get('auc'))} | {row.get('ends_below_warmup', 0)}/{n} | "
+            f"{row.get('collapses', 0)}/{n} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def ladder_markdown(smap: dict, ladder) -> str:
+def differences_markdown(diffs: list[dict]) -> str:
     lines = [
-        "| Method | " + " | ".join(f"lr {lr:g}" for lr in ladder) + " | Collapses (ladder × seeds) |",
-        "|---" * (len(ladder) + 2) + "|",
+        "| A | B | lr | Δ test pass@1, A − B [95 % CI] | Δ area under the curve [95 % CI] |",
+        "|---|---|---|---|---|",
     ]
-    for entry in smap.values():
-        cells = []
-        for lr in ladder:
-            c = entry["cells"].get(f"{lr:g}")
-            cells.append(
-                "—" if c is None else f"{_pct(c['test_pass@1']['mean'])} ({c['collapses']}/{c['runs']})"
-            )
-        total = sum(c["collapses"] for c in entry["cells"].values())
-        runs = sum(c["runs"] for c in entry["cells"].values())
-        lines.append(f"| {entry['label']} | " + " | ".join(cells) + f" | {total}/{runs} |")
+    for d in diffs:
+        if d["learning_rate"] is not None:
+            lr = f"{d['learning_rate']:g}"
+        elif d.get("a_learning_rate") is not None:
+            lr = f"{d['a_learning_rate']:g} vs {d['b_learning_rate']:g}"
+        else:
+            lr = "—"
+        lines.append(f"| {d['a_label']} | {d['b_label']} | {lr} | {_ci(d['pass@1'])} | {_ci(d.get('auc'))} |")
     return "\n".join(lines) + "\n"
 
 
-def rungs_markdown(smap: dict, common: float) -> str:
-    lines = [
-        f"| Method | At the common lr {common:g}: test pass@1 | collapses | Own best rung | test pass@1 | collapses |",
-        "|---|---|---|---|---|---|",
-    ]
-    for entry in smap.values():
-        c = entry["cells"].get(f"{common:g}")
-        best = best_rung(entry)
-        b = entry["cells"][f"{best:g}"]
-        at_common = ("—", "—") if c is None else (_ms(c["test_pass@1"]), f"{c['collapses']}/{c['runs']}")
-        lines.append(
-            f"| {entry['label']} | {at_common[0]} | {at_common[1]} | {best:g} | {_ms(b['test_pass@1'])} | "
-            f"{b['collapses']}/{b['runs']} |"
+def study_markdown(payload: dict, results: dict, settings: DemoSettings | None = None) -> str:
+    """report.md of the study, from its raw results and :func:`analyse`'s output."""
+    study = study_from_dict(payload["study"])
+    k = payload.get("samples", 1)
+    md = [f"# lco demo --study {study.name}: selection on validation, confirmation on test\n"]
+    md.append(
+        f"Every RL run from π_0 with {payload['rollout_budget']} rollouts. Configurations are chosen on the "
+        f"{study.selection_split} split at seeds {list(study.selection_seeds)} (LCO-LCH / LCO-MSE at "
+        f"{list(study.regression_seeds)}); the numbers reported are on the {study.confirmation_split} split at "
+        f"the disjoint seeds {list(study.confirmation_seeds)}. pass@1 in %, sampled with k = {k} completions per "
+        "problem, mean ± std over seeds; differences are means over seeds × problems with 95 % paired bootstrap "
+        "intervals (pairs: same seed, same problem). The greedy curve is measured on the whole split every "
+        f"{payload.get('curve_every', '?')} rollouts; its area is the mean pass@1 over the run (π_0's greedy at 0 "
+        f"rollouts). Wall time of this invocation: {payload.get('minutes', 0):.1f} min on "
+        f"{payload.get('cpu_count', '?')} CPU core(s).\n"
+    )
+    missing = payload.get("missing") or []
+    if missing:
+        md.append(
+            f"\n**Partial report: {len(missing)} planned run(s) were not finished** and are left out of every "
+            f"table: {', '.join(missing[:12])}{' …' if len(missing) > 12 else ''}.\n"
         )
-    return "\n".join(lines) + "\n"
+    md.append(gate_markdown(payload.get("reward_model_gate")))
+    md.append("\n## Selection (validation split)\n")
+    warm = results["chosen"].get("warmup_pass@1")
+    md.append(
+        f"π_0 on the validation split: {_ms(warm)} %. Rule: fewest runs below π_0, then mean pass@1.\n\n"
+    )
+    budgets = ", ".join(
+        f"{family} {len(entry['ranking'])}" for family, entry in results["chosen"]["families"].items()
+    )
+    md.append(f"Tuning budget (configurations tried per family): {budgets}.\n\n")
+    md.append(selection_markdown(results["chosen"]))
+    if results.get("learning"):
+        md.append("\nEach family's chosen configuration against π_0 on the validation split:\n\n")
+        md.extend(f"- {learning_sentence(check)}\n" for check in results["learning"])
+    for lr in study.learning_rates:
+        md.append(f"\n## Confirmation (test split), lr {lr:g}\n")
+        md.append(confirmation_markdown(results["confirmation"], lr))
+    md.append("\n## Each family at its chosen configuration (test split)\n")
+    md.append(chosen_markdown(results["confirmation"], results["chosen"]))
+    md.append("\n## Stated differences\n")
+    md.append(differences_markdown(results["differences"]))
+    md.append("\n## What the numbers say\n")
+    md.extend(f"- {line}\n" for line in results["findings"])
+    figures = payload.get("figures") or {}
+    for key, name in figures.items():
+        md.append(f"\n![{key}](figures/{name})\n")
+    if settings is not None:
+        md.append("\n## Setup: every hyper-parameter\n")
+        md.append(settings_markdown(settings))
+    return tidy_markdown("".join(md))
 
 
-def ranking_markdown(chosen: dict) -> str:
-    lines = [
-        "| Rank | LCO row (matched signal, common lr) | Collapses / runs | Test pass@1 |",
-        "|---|---|---|---|",
-    ]
-    for i, row in enumerate(chosen["ranking"], 1):
-        lines.append(
-            f"| {i} | {row['label']} | {row['collapses']}/{row['runs']} | {_ms(row['test_pass@1'])} |"
-        )
-    return "\n".join(lines) + "\n"
+def report_from_results(path) -> str:
+    """report.md regenerated from a results.json (e.g. docs/study/results.json) alone."""
+    payload = json.loads(Path(path).read_text())
+    return study_markdown(payload, analyse(payload))
 
 
-def option_ranking_markdown(rows: list[dict], study: StudySettings) -> str:
-    signals = list(study.ablation_signals)
-    head = "| Rank | Option | " + " | ".join(f"{ABLATION_SIGNALS[s][0]}: collapses, pass@1" for s in signals)
-    lines = [head + " | All: collapses | All: test pass@1 |", "|---" * (len(signals) + 4) + "|"]
-    for i, row in enumerate(rows, 1):
-        cells = []
-        for signal in signals:
-            sub = row["by_signal"].get(signal)
-            cells.append(
-                "—"
-                if sub is None
-                else f"{sub['collapses']}/{sub['runs']}, {_pct(sub['test_pass@1']['mean'])}"
-            )
-        lines.append(
-            f"| {i} | {row['label']} | "
-            + " | ".join(cells)
-            + f" | {row['collapses']}/{row['runs']} | {_ms(row['test_pass@1'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------- report
-
-
-def study_results(records: list[dict], settings: DemoSettings, chosen: dict, gate: dict | None) -> dict:
-    """Every table, map, rung, Fig. 7 answer and sentence of the study, from the records."""
-    from ..recipe import study_parts
-
-    study = settings.study
-    parts = study_parts(settings, chosen["method"])
-    lco = chosen["method"]
-    compared = [*study.baselines, lco]
-    # the starting point, as the first row of the tables at the common learning rate
-    start = part_table(records, [("warmup", 0, None)])
-    ablation = {**start, **label_failed_rm_rows(part_table(records, parts["ablation"]), gate)}
-    matched = {**start, **part_table(records, parts["matched"])}
-    ladder_records = [
-        r for r in records if (r["method"], r["seed"], r["learning_rate"]) in set(parts["ladder"])
-    ]
-    smap = stability_map(ladder_records, compared, study.ladder)
-    rungs = {m: best_rung(e) for m, e in smap.items()}
-    common = settings.rl.learning_rate
-    reference = "grpo"
-    answers = {
-        "common_lr": fig7(records, lco, reference, common, common),
-        "best_rungs": fig7(records, lco, reference, rungs.get(lco, common), rungs.get(reference, common))
-        if lco in rungs and reference in rungs
-        else None,
-    }
-    lco_label = METHODS[lco].label
-    ref_label = METHODS[reference].label
-    sentences = {
-        "matched": matched_findings(matched),
-        "ablation": ablation_findings(part_table(records, parts["ablation"]), study),
-        "stability": comparison_findings(ladder_totals(smap), lco),
-        "fig7": [
-            s
-            for s in (
-                fig7_sentence(
-                    answers["common_lr"], lco_label, ref_label, f"At the common learning rate {common:g}"
-                ),
-                fig7_sentence(
-                    answers["best_rungs"],
-                    lco_label,
-                    ref_label,
-                    "Each at its own best rung"
-                    + (
-                        f" (LCO {rungs[lco]:g}, {ref_label} {rungs[reference]:g})"
-                        if lco in rungs and reference in rungs
-                        else ""
-                    ),
-                ),
-            )
-            if s
-        ],
-    }
-    return {
-        "chosen": chosen,
-        "option_ranking": option_ranking(records, study, parts["ablation"]),
-        "parts": {"ablation": ablation, "matched": matched, "ladder": smap},
-        "best_rungs": rungs,
-        "ladder_totals": ladder_totals(smap),
-        "fig7": answers,
-        "findings": sentences,
-    }
-
-
-def study_curves(records: list[dict], methods, lrs: dict[str, float]) -> dict[str, tuple[list, list]]:
-    """label → mean pass@1 curve of each method at its learning rate in ``lrs``."""
+def curves_by_row(payload: dict, lr: float) -> dict[str, tuple[list, list]]:
+    """label → mean greedy curve over seeds of each confirmed trained row at ``lr``."""
+    conf = _Confirmation(payload["runs"], payload["rollout_budget"])
     out = {}
-    for m in methods:
-        runs = [r for r in records if r["method"] == m and r["learning_rate"] == lrs.get(m)]
-        if runs:
-            out[f"{runs[0]['label']} (lr {lrs[m]:g})"] = mean_curve(runs)
+    for (_name, rate), seeded in conf.by.items():
+        if rate != lr:
+            continue
+        means = [[(x, sum(y) / len(y)) for x, y in curve(r, conf.start(s))] for s, r in seeded.items()]
+        points = _mean_points(means)
+        out[next(iter(seeded.values()))["label"]] = ([x for x, _ in points], [y for _, y in points])
     return out
 
 
-def study_markdown(
-    settings: DemoSettings, results: dict, gate: dict | None, figures: dict, seconds: float
-) -> str:
-    study = settings.study
-    rl = settings.rl
-    chosen = results["chosen"]
-    md = [f"# lco demo --study {study.name}: LCO's stability options, matched signal, learning rates\n"]
-    md.append(
-        f"The demo's task, warm-up π_0, φ_ref and φ_DPO; every RL run from π_0 with {rl.rollout_budget} rollouts "
-        f"(batch {rl.batch_size}, T = {rl.temperature:g}), {settings.seeds} seeds each; pass@1 sampled "
-        f"(T = {settings.eval.temperature:g}) on the first {settings.eval.test_problems} test and "
-        f"{settings.eval.hard_problems} hard problems, in %, mean ± std over the runs of a row. A run "
-        f"*collapses* when its greedy pass@1 curve (first {rl.curve_problems} test problems, every "
-        f"{rl.curve_every} rollouts) falls to ≤ {int(100 * COLLAPSE_DROP)} % of its best and stays there "
-        f"(last {COLLAPSE_TAIL} points), or when training diverges. Gradient norms: TRL's `grad_norm` before "
-        f"clipping, pooled over the runs; compare p99 / median across rows (losses differ in scale). "
-        f"Wall time of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s).\n"
-    )
-    md.append(gate_markdown(gate))
-    md.append(f"\n## Part 1 — ablation of the stability options (lr {rl.learning_rate:g})\n")
-    md.append(part_markdown(results["parts"]["ablation"]))
-    md.append(
-        f"\n**Chosen for parts 2–3, automatically** (rows of the {ABLATION_SIGNALS[chosen['signal']][0]} signal; "
-        "rule: fewest collapses, then the highest mean test pass@1): "
-        f"**{chosen['label']}**.\n\n"
-    )
-    md.append(ranking_markdown(chosen))
-    md.append(
-        "\nEach option pooled over both signals (the evidence for LCOConfig's defaults, which serve the dense "
-        "and the sparse advantage alike), by the same rule:\n\n"
-    )
-    md.append(option_ranking_markdown(results["option_ranking"], study))
-    md.append(
-        f"\n## Part 2 — matched signal (4 completions per prompt, verifier reward, lr {rl.learning_rate:g})\n"
-    )
-    md.append(part_markdown(results["parts"]["matched"]))
-    md.append("\n## Part 3 — learning-rate ladder (test pass@1 %, collapses / seeds)\n")
-    md.append(ladder_markdown(results["parts"]["ladder"], study.ladder))
-    md.append(
-        "\nEvery method with the same tuning budget: at the common learning rate and at its own best rung.\n\n"
-    )
-    md.append(rungs_markdown(results["parts"]["ladder"], rl.learning_rate))
-    md.append("\n## What the numbers say\n")
-    for key in ("matched", "ablation", "stability", "fig7"):
-        md.extend(f"- {line}\n" for line in results["findings"][key])
-    md.append("\n## Figures\n")
-    captions = {
-        "stability_map": "Stability map: fraction of seeds collapsed (colour) and mean test pass@1 % (number)",
-        "study_curves": "Greedy pass@1 vs rollouts (Fig. 7): at the common lr and at each method's best rung",
-    }
-    for key, name in figures.items():
-        md.append(f"\n**{captions[key]}**\n\n![{captions[key]}](figures/{name})\n")
-    md.append("\n## Setup: every hyper-parameter\n")
-    md.append(_settings_markdown(settings))
-    return _tidy_markdown("".join(md))
-
-
 def write_study_report(
-    out: Path, settings: DemoSettings, runs, chosen: dict, warmup, rm, clock: dict, gate: dict | None
+    out: Path,
+    settings: DemoSettings,
+    runs,
+    chosen: dict,
+    warmup,
+    rm,
+    clock: dict,
+    gate: dict | None,
+    missing: list[str] = (),
 ) -> dict[str, Path]:
-    """Write the study's results.json, report.md and figures into ``out``; returns their paths."""
-    from .figures import stability_map_figure, study_curves_figure
+    """Write the study's results.json (raw results + analysis), report.md and figures into ``out``;
+    ``missing`` names the planned runs that were not finished (a report written from a partial cache)."""
+    from .figures import study_curves_figure
 
     out = Path(out)
-    records = [collect_run(run, settings) for run in runs]
-    results = study_results(records, settings, chosen, gate)
-    folder = out / "figures"
-    folder.mkdir(exist_ok=True)
-    figures = {}
-    if results["parts"]["ladder"]:
-        stability_map_figure(results["parts"]["ladder"], settings.study.ladder, folder / "stability_map.png")
-        figures["stability_map"] = "stability_map.png"
-    compared = [*settings.study.baselines, chosen["method"]]
-    common = {m: settings.rl.learning_rate for m in compared}
-    panels = {
-        f"common lr {settings.rl.learning_rate:g}": study_curves(records, compared, common),
-        "each method's best rung": study_curves(records, compared, results["best_rungs"]),
-    }
-    if any(panels.values()):
-        study_curves_figure(panels, settings.rl.curve_problems, folder / "pass_vs_rollouts.png")
-        figures["study_curves"] = "pass_vs_rollouts.png"
-    seconds = clock.get("total", 0.0)
+    records = [compact_run(collect_run(run, settings)) for run in runs]
     payload = {
         "profile": settings.profile,
-        "settings": settings.as_dict(),
+        "study": asdict(settings.study),
+        "rollout_budget": settings.rl.rollout_budget,
+        "curve_every": settings.rl.curve_every,
+        "samples": settings.eval.samples,
         "reward_model_gate": gate_record(gate),
         "reward_model": reward_model_info(rm),
-        **results,
-        "figures": figures,
-        "timing": {
-            "this_invocation_seconds": {k: round(v, 1) for k, v in clock.items()},
-            "cpu_count": os.cpu_count(),
-        },
-        "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in records],
+        "minutes": clock.get("total", 0.0) / 60,
+        "cpu_count": os.cpu_count(),
+        "timing": {k: round(v, 1) for k, v in clock.items()},
+        "chosen": chosen,
+        "missing": list(missing),
+        "runs": records,
     }
+    results = analyse(payload)
+    folder = out / "figures"
+    folder.mkdir(exist_ok=True)
+    panels = {f"lr {lr:g}": curves_by_row(payload, lr) for lr in settings.study.learning_rates}
+    figures = {}
+    if any(panels.values()):
+        study_curves_figure(panels, settings.eval.test_problems, folder / "study_curves.png")
+        figures["study_curves"] = "study_curves.png"
+    payload["figures"] = figures
     results_path = out / "results.json"
-    results_path.write_text(json.dumps(_sanitize(payload), indent=1))
+    results_path.write_text(json.dumps(sanitize({**payload, "analysis": results}), indent=None))
     report_path = out / "report.md"
-    report_path.write_text(study_markdown(settings, results, gate, figures, seconds))
+    report_path.write_text(study_markdown(payload, results, settings))
     return {"report": report_path, "results": results_path, "figures": folder}
 
 
 __all__ = [
-    "ablation_findings",
-    "best_rung",
-    "choose_lco",
-    "comparison_findings",
-    "fig7",
-    "fig7_sentence",
-    "ladder_totals",
-    "matched_findings",
-    "option_ranking",
-    "rank_methods",
+    "analyse",
+    "area",
+    "choose",
+    "compact_run",
+    "curve",
+    "difference_sentence",
+    "report_from_results",
     "rollouts_to_reach",
-    "stability_map",
-    "study_results",
+    "scores",
+    "study_from_dict",
+    "study_markdown",
     "write_study_report",
 ]
