@@ -49,6 +49,7 @@ also written by PEFT's ``save_pretrained`` into ``<checkpoint>/lco_anchor/`` (PE
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import os
@@ -106,7 +107,7 @@ def _gathered(params: list[nn.Parameter], modify: bool):
         yield (not modify) or deepspeed.comm.get_rank() == 0
 
 
-class Anchor(TrainerCallback):
+class Anchor(TrainerCallback, abc.ABC):
     """Base of the anchors: refresh schedule, resume, and the module z_old is computed with.
 
     Subclasses implement :meth:`model` (a context manager yielding the module to run, possibly
@@ -127,18 +128,21 @@ class Anchor(TrainerCallback):
         self.refresh_steps = [0]
         self._restored = False
 
+    @abc.abstractmethod
     def model(self) -> contextlib.AbstractContextManager[nn.Module]:
-        raise NotImplementedError
+        """A context manager yielding the module z_old is computed with."""
 
+    @abc.abstractmethod
     def _copy_from_policy(self) -> None:
-        raise NotImplementedError
+        """Set the anchor from the policy's current weights."""
 
+    @abc.abstractmethod
     def _state(self) -> dict | None:
         """The tensors to checkpoint (``None`` on processes that do not write)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _load_state(self, tensors: dict) -> None:
-        raise NotImplementedError
+        """Restore the tensors :meth:`_state` returned."""
 
     # -- schedule
     def on_train_begin(self, args, state, control, **kwargs):
@@ -206,6 +210,12 @@ class AdapterAnchor(Anchor):
 
     def _copy_from_policy(self) -> None:
         raise ValueError("the base model (adapters disabled) is never refreshed")
+
+    def _state(self) -> None:
+        return None  # the frozen base weights are the model's own; save() skips this anchor (saves_state)
+
+    def _load_state(self, tensors: dict) -> None:
+        raise ValueError("the base model (adapters disabled) has no anchor state to load")
 
 
 class AdapterSnapshotAnchor(Anchor):
