@@ -164,3 +164,16 @@ def test_m_of_k_is_explained_where_its_figure_is_shown():
     with_gap = _report(profile_settings("default"), records, figures={"gap": "gap_m_vs_pass.png"})
     assert "M(K) = Σ_{k<K} [Δμ(k)]₊·η_k" in with_gap and "arXiv:2510.08539" in with_gap
     assert "Σ_{k<K}" not in _report(profile_settings("default"), records)
+
+
+def test_identical_differences_on_two_seeds_are_not_called():
+    # Measured in the default demo (LCO-LCH vs PPO): -4.20 points on both seeds gave the interval
+    # [-4.20, -4.20]; a zero-width interval is no evidence about the spread, so nothing is called.
+    result = paired_difference({0: 0.261, 1: 0.250}, {0: 0.303, 1: 0.292})
+    assert result["n"] == 2 and result["low"] == pytest.approx(result["high"])
+    assert result["mean"] == pytest.approx(-0.042)
+    assert not result["called"]
+    # nor when float rounding leaves the two differences a few ulps apart
+    assert not paired_difference({0: 0.261, 1: 0.250 + 1e-15}, {0: 0.303, 1: 0.292})["called"]
+    # the same mean with a spread (and three seeds) is called, as before
+    assert paired_difference({0: 0.26, 1: 0.25, 2: 0.25}, {0: 0.30, 1: 0.30, 2: 0.29})["called"]
