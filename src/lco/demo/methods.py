@@ -204,18 +204,24 @@ def ablation_name(objective: str, signal: str, option: str) -> str:
     return f"{objective}_{signal}_{option}"
 
 
-for _objective, _objective_label in ABLATION_OBJECTIVES.items():
-    for _signal, (_signal_label, _advantage, _group_size) in ABLATION_SIGNALS.items():
-        for _option, (_option_label, _options) in ABLATION_OPTIONS.items():
-            _name = ablation_name(_objective, _signal, _option)
-            METHODS[_name] = Method(
-                _name,
-                f"{_objective_label} [{_signal_label}] {_option_label}",
-                objective=_objective,
-                advantage=_advantage,
-                num_generations=_group_size,
-                lco_options=_on_signal(_options, _advantage),
-            )
+def _register_grid(objectives: dict[str, str], options: dict, on_signal) -> None:
+    """One row per objective × signal × option, named by :func:`ablation_name`; ``on_signal(options,
+    advantage)`` gives the row's options for its signal."""
+    for objective, objective_label in objectives.items():
+        for signal, (signal_label, advantage, group_size) in ABLATION_SIGNALS.items():
+            for option, (option_label, values) in options.items():
+                name = ablation_name(objective, signal, option)
+                METHODS[name] = Method(
+                    name,
+                    f"{objective_label} [{signal_label}] {option_label}",
+                    objective=objective,
+                    advantage=advantage,
+                    num_generations=group_size,
+                    lco_options=on_signal(values, advantage),
+                )
+
+
+_register_grid(ABLATION_OBJECTIVES, ABLATION_OPTIONS, _on_signal)
 
 # LCO-LCH and LCO-MSE for the study (issue 23): support (the sampled logit, π_old's top-5, the whole
 # vocabulary — the paper's eqs. 8–9) × anchor (the generating policy, m = 1; the initial policy, m = 0),
@@ -234,18 +240,7 @@ REGRESSION_OPTIONS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
     for support, label in (("sampled", "sampled-logit"), ("top_k", "top-5"), ("full", "full"))
     for m in (1, 0)
 }
-for _objective, _objective_label in REGRESSION_OBJECTIVES.items():
-    for _signal, (_signal_label, _advantage, _group_size) in ABLATION_SIGNALS.items():
-        for _option, (_option_label, _options) in REGRESSION_OPTIONS.items():
-            _name = ablation_name(_objective, _signal, _option)
-            METHODS[_name] = Method(
-                _name,
-                f"{_objective_label} [{_signal_label}] {_option_label}",
-                objective=_objective,
-                advantage=_advantage,
-                num_generations=_group_size,
-                lco_options=_options,
-            )
+_register_grid(REGRESSION_OBJECTIVES, REGRESSION_OPTIONS, lambda values, _advantage: values)
 
 # The study's group baselines with every option it varies spelled out: GRPO without and with TRL's KL
 # to the reference (``beta``: 0.04, TRL's former default, and 1.0, the weight per unit of normalised
