@@ -59,19 +59,20 @@ def test_table_bolds_the_best_mean_and_findings_report_losses_too():
         _record("lco_kld", "LCO-KLD", 0, 0.40),
         _record("lco_kld", "LCO-KLD", 1, 0.42),
         _record("grpo", "GRPO", 0, 0.50),
-        _record("grpo", "GRPO", 1, 0.52),
+        _record("grpo", "GRPO", 1, 0.515),
         _record("ppo", "PPO", 0, 0.20),
-        _record("ppo", "PPO", 1, 0.22),
+        _record("ppo", "PPO", 1, 0.21),
     ]
     table = method_table(records)
     md = table_markdown(table)
-    assert "**51.00 ± 1.41**" in md  # GRPO's mean ± std on test
+    assert "**50.75 ± 1.06**" in md  # GRPO's mean ± std on test
     assert "| LCO-KLD | 41.00 ± 1.41 |" in md
     text = " ".join(findings(table))
     assert "Highest mean on the test split (sampled pass@1): **GRPO**" in text
-    # two paired seeds, both 20 points above PPO and 10 below GRPO: the interval excludes zero
-    assert "LCO-KLD (LCO − baseline, test pass@1): beats PPO (+20.00 points" in text
-    assert "is beaten by GRPO (-10.00 points" in text
+    # two paired seeds, 20 and 21 points above PPO, 10 and 9.5 below GRPO: each interval excludes zero
+    # (identical per-seed differences would give a zero-width interval, which calls nothing)
+    assert "LCO-KLD (LCO − baseline, test pass@1): beats PPO (+20.50 points" in text
+    assert "is beaten by GRPO (-9.75 points" in text
     # the warm-up was evaluated on one seed only: nothing is called against it
     assert "no difference called: LCO-KLD, GRPO, PPO" in text
 
